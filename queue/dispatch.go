@@ -1,0 +1,172 @@
+package queue
+
+import (
+	"context"
+	"time"
+
+	"github.com/spool-run/spool/internal/store"
+)
+
+// dispatchLoop claims runs while slots are free and sleeps until something can change that:
+// a submit, a finish, a notification from another node, or the next due time.
+func (e *Engine) dispatchLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	poll := e.store.DatabaseName() != "sqlite"
+	for {
+		if ctx.Err() != nil || e.isStopping() {
+			return
+		}
+		e.promoteDue(ctx)
+		claimedAll := e.claim(ctx)
+
+		// Sleep until woken, the next due time, or the fallback poll.
+		wait := time.Hour
+		if poll {
+			wait = e.cfg.PollInterval
+		}
+		if n := e.nextWake.Load(); n != 0 {
+			wait = min(wait, max(time.Until(time.Unix(0, n)), 0))
+		}
+		if h := e.nextHeldRelease(); !h.IsZero() {
+			wait = min(wait, max(time.Until(h), 0))
+		}
+		if claimedAll {
+			continue // there may be more to claim right away
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// promoteDue moves due scheduled runs to queued when the earliest known due time has come,
+// and refreshes that time from the database.
+func (e *Engine) promoteDue(ctx context.Context) {
+	n := e.nextWake.Load()
+	if n == 0 || time.Unix(0, n).After(e.now()) {
+		return
+	}
+	e.nextWake.Store(0)
+	now := e.now()
+	if _, err := e.store.RunPromote(ctx, now); err != nil {
+		e.log.Error("promoting scheduled runs", "err", err)
+		e.nextWake.Store(now.Add(time.Second).UnixNano())
+		return
+	}
+	e.refreshNextWake(ctx)
+}
+
+func (e *Engine) refreshNextWake(ctx context.Context) {
+	t, ok, err := e.store.RunNextWake(ctx, e.now())
+	if err != nil {
+		e.log.Error("reading next due time", "err", err)
+		return
+	}
+	if ok {
+		e.noteWake(t)
+	}
+}
+
+// claim starts as many runs as there are free slots; it reports whether it filled them all.
+func (e *Engine) claim(ctx context.Context) bool {
+	free := e.slots - int(e.running.Load())
+	if free <= 0 {
+		return false
+	}
+	now := e.now()
+	claimed, err := e.store.RunClaim(ctx, &store.RunClaimParams{
+		Node:       e.cfg.Node,
+		Now:        now,
+		LeaseUntil: now.Add(e.cfg.Lease),
+		Max:        free,
+		Limits:     e.Limits(),
+		HeldAgents: e.heldAgents(now),
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("claiming runs", "err", err)
+		}
+		return false
+	}
+	if len(claimed) > 0 {
+		e.queuedApprox.Add(-int64(len(claimed)))
+	}
+	for _, cr := range claimed {
+		e.startExecution(cr)
+	}
+	return len(claimed) == free
+}
+
+// hold stops agent from starting runs until t (provider back-off).
+func (e *Engine) hold(agent string, until time.Time) {
+	e.mu.Lock()
+	if until.After(e.held[agent]) {
+		e.held[agent] = until
+	}
+	e.mu.Unlock()
+	e.signal()
+}
+
+func (e *Engine) heldAgents(now time.Time) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for a, t := range e.held {
+		if t.After(now) {
+			out = append(out, a)
+		} else {
+			delete(e.held, a)
+		}
+	}
+	return out
+}
+
+func (e *Engine) nextHeldRelease() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var next time.Time
+	for _, t := range e.held {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next
+}
+
+// notifyLoop reacts to other nodes' notifications (PostgreSQL).
+func (e *Engine) notifyLoop(ctx context.Context, ch <-chan store.Notification) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch n.Topic {
+			case store.TopicSubmit:
+				e.signal()
+				e.refreshNextWake(ctx)
+			case store.TopicFinish:
+				e.signal()
+				e.wakeWaiters(n.Payload)
+				e.broker.poke(n.Payload)
+			case store.TopicCancel:
+				e.cancelLocal(n.Payload, errCancelled)
+			case store.TopicEvent:
+				e.broker.poke(n.Payload)
+			}
+		}
+	}
+}
