@@ -1,0 +1,306 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spool-run/spool"
+	"github.com/spool-run/spool/internal/store"
+)
+
+// sessionHead keeps runs without a session, and the head of each session: its earliest
+// queued run, when no run of the session is running. Sessions are keyed by session_id alone.
+const sessionHead = `(r.session_id = '' OR NOT EXISTS (
+	SELECT 1 FROM runs o
+	WHERE o.session_id = r.session_id AND o.session_id <> '' AND o.state IN ('queued', 'running')
+		AND (o.state = 'running' OR o.seq < r.seq)))`
+
+// candidatesSQL reads claimable runs in claim order, $5 at most: available ($1), outside the
+// excluded agents ($2) and workspaces ($3), not yet picked ($4), session heads. It examines
+// at most $6 queued runs (the first in claim order) and returns how many it examined (n; id
+// is NULL when none qualified): when a full group's backlog fills that budget, the claim
+// reads group by group instead (groupCandidatesSQL).
+const candidatesSQL = `WITH scan AS MATERIALIZED (
+	SELECT id, agent, workspace, session_id, priority, seq, available_at FROM runs
+	WHERE state = 'queued' ORDER BY priority DESC, seq LIMIT $6
+)
+SELECT c.id, c.agent, c.workspace, c.session_id, s.n
+FROM (SELECT count(*) AS n FROM scan) s
+LEFT JOIN LATERAL (
+	SELECT id, agent, workspace, session_id, priority, seq FROM scan r
+	WHERE available_at <= $1 AND agent <> ALL($2::text[]) AND workspace <> ALL($3::text[])
+		AND id <> ALL($4::text[]) AND ` + sessionHead + `
+	ORDER BY priority DESC, seq LIMIT $5
+) c ON true
+ORDER BY c.priority DESC, c.seq`
+
+// groupCandidatesSQL reads the same candidates group by group: it lists the (agent,
+// workspace) groups that have queued runs with a loose index scan (one index descent per
+// group), skips the excluded ones, takes the first $5 candidates of each other group from
+// runs_claim_group and merges them. Its cost follows the number of groups, not the length of
+// a full group's backlog.
+const groupCandidatesSQL = `WITH RECURSIVE g AS (
+	(SELECT agent, workspace FROM runs WHERE state = 'queued' ORDER BY agent, workspace LIMIT 1)
+	UNION ALL
+	SELECT x.agent, x.workspace FROM g, LATERAL (
+		SELECT agent, workspace FROM runs
+		WHERE state = 'queued' AND (agent, workspace) > (g.agent, g.workspace)
+		ORDER BY agent, workspace LIMIT 1) x
+)
+SELECT c.id, c.agent, c.workspace, c.session_id, 0::bigint
+FROM g CROSS JOIN LATERAL (
+	SELECT id, agent, workspace, session_id, priority, seq FROM runs r
+	WHERE r.state = 'queued' AND r.agent = g.agent AND r.workspace = g.workspace
+		AND r.available_at <= $1 AND r.id <> ALL($4::text[]) AND ` + sessionHead + `
+	ORDER BY priority DESC, seq LIMIT $5
+) c
+WHERE g.agent <> ALL($2::text[]) AND g.workspace <> ALL($3::text[])
+ORDER BY c.priority DESC, c.seq
+LIMIT $5`
+
+// startRunsSQL starts the picked runs that are still queued. Rows another transaction holds
+// at this moment (a cancel, a pause) are skipped rather than waited for.
+var startRunsSQL = `UPDATE runs r SET state = 'running', started_at = $2, node = $3, lease_until = $4,
+	attempt = r.attempt + 1
+FROM (SELECT id FROM runs WHERE id = ANY($1::text[]) AND state = 'queued' FOR UPDATE SKIP LOCKED) l
+WHERE r.id = l.id
+RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE e.run_id = r.id)`
+
+// RunClaim starts up to Max runs on Node. Claims of all nodes are serialised by a
+// transaction-level advisory lock, taken before anything is counted, so the running counts
+// a claim sees include every run any node has started, and no two claims can both take the
+// last free slot of a group. Runs held by dead nodes keep counting until the rescuer ends
+// them. Candidates are read in claim order with full groups excluded in SQL, so a full
+// group's backlog never hides the runs of other groups.
+func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
+	if p.Max <= 0 {
+		return nil, nil
+	}
+	var claimed []*store.ClaimedRun
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		claimed = nil
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.claimKey); err != nil {
+			return err
+		}
+		c, err := loadCounts(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		want := c.free(p.Max)
+		if want == 0 {
+			return nil
+		}
+		picked := make([]string, 0, want) // never nil: a NULL array would exclude every run
+		for len(picked) < want {
+			limit := min(2*(want-len(picked))+8, 1000)
+			budget := 4*limit + 256
+			exAgents, exWorkspaces := c.excludedAgents(), c.excludedWorkspaces()
+			cands, scanned, err := readCandidates(ctx, tx, candidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, budget)
+			if err != nil {
+				return err
+			}
+			if len(cands) < limit && scanned == budget {
+				// A full or held group's backlog filled the budget: go group by group.
+				cands, _, err = readCandidates(ctx, tx, groupCandidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit)
+				if err != nil {
+					return err
+				}
+			}
+			before := len(picked)
+			for _, cd := range cands {
+				if len(picked) == want {
+					break
+				}
+				if c.admit(cd) {
+					picked = append(picked, cd.ID)
+				}
+			}
+			// Fewer candidates than asked for: every eligible run was seen. Otherwise some
+			// groups may have filled up while others wait beyond the limit: look again with
+			// the full groups excluded.
+			if len(cands) < limit || len(picked) == before {
+				break
+			}
+		}
+		if len(picked) == 0 {
+			return nil
+		}
+		rows, err := tx.Query(ctx, startRunsSQL, picked, p.Now, p.Node, p.LeaseUntil)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var last int64
+			r, err := scanRun(rows, &last)
+			if err != nil {
+				return err
+			}
+			claimed = append(claimed, &store.ClaimedRun{Run: r, LastSeq: last + 1})
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		slices.SortFunc(claimed, func(a, b *store.ClaimedRun) int {
+			return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.Seq, b.Seq))
+		})
+		var (
+			n   notes
+			b   pgx.Batch
+			evs = make([]*spool.Event, len(claimed))
+		)
+		for i, cr := range claimed {
+			evs[i] = statusEvent(cr.ID, cr.LastSeq, p.Now, spool.StateRunning, cr.Attempt)
+		}
+		if err := queueEvents(&b, evs, &n); err != nil {
+			return err
+		}
+		n.queue(&b, s.channel)
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: claim runs for node %s: %w", p.Node, err)
+	}
+	return claimed, nil
+}
+
+// readCandidates runs one of the candidate queries and returns the candidates and how many
+// queued runs it examined.
+func readCandidates(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]candidate, int, error) {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var (
+		cands   []candidate
+		scanned int
+	)
+	for rows.Next() {
+		var (
+			id, agent, ws, session *string
+			n                      int64
+		)
+		if err := rows.Scan(&id, &agent, &ws, &session, &n); err != nil {
+			return nil, 0, err
+		}
+		scanned = int(n)
+		if id != nil {
+			cands = append(cands, candidate{ID: *id, Agent: *agent, Workspace: *ws, SessionID: *session})
+		}
+	}
+	return cands, scanned, rows.Err()
+}
+
+// candidate is a claimable run as the claim queries return it.
+type candidate struct {
+	ID        string
+	Agent     string
+	Workspace string
+	SessionID string
+}
+
+// counts are the running runs by group during one claim, including the runs it picked.
+type counts struct {
+	limits      spool.Limits
+	held        []string
+	total       int
+	byAgent     map[string]int
+	byWorkspace map[string]int
+	sessions    map[string]bool // sessions given a run by this claim
+}
+
+func loadCounts(ctx context.Context, tx pgx.Tx, p *store.RunClaimParams) (*counts, error) {
+	c := &counts{
+		limits:      p.Limits,
+		held:        p.HeldAgents,
+		byAgent:     map[string]int{},
+		byWorkspace: map[string]int{},
+		sessions:    map[string]bool{},
+	}
+	rows, err := tx.Query(ctx, `SELECT agent, workspace, count(*) FROM runs WHERE state = 'running' GROUP BY agent, workspace`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var agent, ws string
+		var k int
+		if err := rows.Scan(&agent, &ws, &k); err != nil {
+			return nil, err
+		}
+		c.total += k
+		c.byAgent[agent] += k
+		c.byWorkspace[ws] += k
+	}
+	return c, rows.Err()
+}
+
+// free is how many runs the claim may start: Max, bounded by the global limit.
+func (c *counts) free(n int) int {
+	if g := c.limits.Global; g > 0 {
+		n = min(n, g-c.total)
+	}
+	return max(n, 0)
+}
+
+// agentLimit is the limit of one agent: its own when set, else the per-agent default
+// (0 = unlimited).
+func (c *counts) agentLimit(agent string) int {
+	if l := c.limits.Agents[agent]; l > 0 {
+		return l
+	}
+	return c.limits.PerAgent
+}
+
+func (c *counts) agentFull(agent string) bool {
+	l := c.agentLimit(agent)
+	return l > 0 && c.byAgent[agent] >= l
+}
+
+func (c *counts) workspaceFull(ws string) bool {
+	l := c.limits.PerWorkspace
+	return l > 0 && c.byWorkspace[ws] >= l
+}
+
+// excludedAgents lists the agents that cannot start a run now: held or full.
+func (c *counts) excludedAgents() []string {
+	out := append([]string{}, c.held...)
+	for a := range c.byAgent {
+		if c.agentFull(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (c *counts) excludedWorkspaces() []string {
+	out := []string{}
+	for ws := range c.byWorkspace {
+		if c.workspaceFull(ws) {
+			out = append(out, ws)
+		}
+	}
+	return out
+}
+
+// admit counts cd as started if every limit it falls under has room.
+func (c *counts) admit(cd candidate) bool {
+	if c.agentFull(cd.Agent) || c.workspaceFull(cd.Workspace) || slices.Contains(c.held, cd.Agent) {
+		return false
+	}
+	if cd.SessionID != "" {
+		if c.sessions[cd.SessionID] {
+			return false
+		}
+		c.sessions[cd.SessionID] = true
+	}
+	c.total++
+	c.byAgent[cd.Agent]++
+	c.byWorkspace[cd.Workspace]++
+	return true
+}
