@@ -343,16 +343,18 @@ func (e *Engine) Clear(ctx context.Context, p spool.ClearParams) (int64, error) 
 		cp.Before = e.now().Add(-p.OlderThan)
 	}
 	if p.All {
-		// Running runs are cancelled through the usual path so their processes stop.
+		n, err := e.store.RunClear(ctx, cp)
+		// Runs executing here stop through the usual cancel path so their processes end;
+		// a run already deleted by the clear is cancelled too.
 		e.mu.Lock()
 		var local []string
 		for id := range e.active {
 			local = append(local, id)
 		}
 		e.mu.Unlock()
-		n, err := e.store.RunClear(ctx, cp)
 		for _, id := range local {
-			if r, gerr := e.store.RunGet(ctx, id); gerr == nil && r.CancelRequestedAt != nil {
+			r, gerr := e.store.RunGet(ctx, id)
+			if errors.Is(gerr, spool.ErrNotFound) || gerr == nil && r.CancelRequestedAt != nil {
 				e.cancelLocal(id, errCancelled)
 			}
 		}
