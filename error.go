@@ -7,24 +7,24 @@ import (
 
 // Error codes: stable strings that clients branch on. The HTTP API maps each to a status.
 const (
-	CodeInvalid        = "invalid"         // bad input; Fields says which
-	CodeNotFound       = "not_found"       // no such run, recipe or schedule
-	CodeConflict       = "conflict"        // the run's state does not allow the action
-	CodeQueueFull      = "queue_full"      // max_queue_size reached; retry later
-	CodeUnknownRecipe  = "unknown_recipe"  // submit named a recipe that does not exist
-	CodeUnauthorized   = "unauthorized"    // missing or wrong token
-	CodeForbidden      = "forbidden"       // the token may not do this
-	CodeTooLarge       = "too_large"       // a body or value over its size limit
-	CodeUnavailable    = "unavailable"     // the server is shutting down or not ready
-	CodeInternal       = "internal"        // a bug or a storage failure
-	CodeTimeout        = "timeout"         // a run exceeded its timeout
-	CodeInterrupted    = "interrupted"     // a run's node died while running it
-	CodeCancelled      = "cancelled"       // a run was cancelled
-	CodeExitStatus     = "exit_status"     // an exec child exited non-zero
-	CodePanic          = "panic"           // a Go handler panicked
-	CodeHandlerError   = "handler_error"   // a handler returned an error
-	CodeUnprocessable  = "unprocessable"   // well-formed but refused (agent_file, schema)
-	CodeRateLimited    = "rate_limited"    // a provider or rate limit refused
+	CodeInvalid        = "invalid"        // bad input; Fields says which
+	CodeNotFound       = "not_found"      // no such run, recipe or schedule
+	CodeConflict       = "conflict"       // the run's state does not allow the action
+	CodeQueueFull      = "queue_full"     // max_queue_size reached; retry later
+	CodeUnknownRecipe  = "unknown_recipe" // submit named a recipe that does not exist
+	CodeUnauthorized   = "unauthorized"   // missing or wrong token
+	CodeForbidden      = "forbidden"      // the token may not do this
+	CodeTooLarge       = "too_large"      // a body or value over its size limit
+	CodeUnavailable    = "unavailable"    // the server is shutting down or not ready
+	CodeInternal       = "internal"       // a bug or a storage failure
+	CodeTimeout        = "timeout"        // a run exceeded its timeout
+	CodeInterrupted    = "interrupted"    // a run's node died while running it
+	CodeCancelled      = "cancelled"      // a run was cancelled
+	CodeExitStatus     = "exit_status"    // an exec child exited non-zero
+	CodePanic          = "panic"          // a Go handler panicked
+	CodeHandlerError   = "handler_error"  // a handler returned an error
+	CodeUnprocessable  = "unprocessable"  // well-formed but refused (agent_file, schema)
+	CodeRateLimited    = "rate_limited"   // a provider or rate limit refused
 	CodeMethodNotAllow = "method_not_allowed"
 )
 
@@ -37,7 +37,7 @@ type Error struct {
 	// RetryAfter, in seconds, tells when a refused request may succeed (queue_full).
 	RetryAfter int `json:"retry_after,omitempty"`
 	// State is the run's state when a conflict refused an action.
-	State State `json:"status,omitempty"`
+	State State `json:"run_status,omitempty"`
 }
 
 // FieldError names one bad field and why.

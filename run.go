@@ -177,8 +177,8 @@ type ClearParams struct {
 	// All includes active runs, which are cancelled first.
 	All bool
 	// OlderThan keeps runs younger than this (by completion, else creation); 0 deletes regardless of age.
-	OlderThan  time.Duration
-	Workspace  string
+	OlderThan time.Duration
+	Workspace string
 }
 
 // Duration is a time.Duration that reads and writes Go duration strings ("90s") in JSON,

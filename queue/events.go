@@ -83,8 +83,9 @@ func (w *eventWriter) flush(ctx context.Context) {
 
 // finisher ends attempts in batches: concurrent finishes share one transaction.
 type finisher struct {
-	e  *Engine
-	ch chan *finishReq
+	e       *Engine
+	ch      chan *finishReq
+	stopped chan struct{} // closed when the loop has ended
 }
 
 type finishReq struct {
@@ -94,23 +95,49 @@ type finishReq struct {
 }
 
 func newFinisher(e *Engine) *finisher {
-	return &finisher{e: e, ch: make(chan *finishReq, 1024)}
+	return &finisher{e: e, ch: make(chan *finishReq, 1024), stopped: make(chan struct{})}
 }
 
 // finish stores the outcome and returns the updated run, or nil when the run was no longer
 // this node's (its lease expired and another node took it over).
 func (f *finisher) finish(p *store.RunFinishParams, events []*spool.Event) *spool.Run {
 	req := &finishReq{p: p, events: events, done: make(chan *spool.Run, 1)}
-	f.ch <- req
-	return <-req.done
+	select {
+	case f.ch <- req:
+	case <-f.stopped:
+		// A handler abandoned at shutdown that returned late: record it directly (the
+		// store may already be closed, in which case the outcome is lost like a crash's).
+		f.commit(context.Background(), []*finishReq{req})
+		return <-req.done
+	}
+	select {
+	case r := <-req.done:
+		return r
+	case <-f.stopped:
+		select {
+		case r := <-req.done:
+			return r
+		default:
+			return nil
+		}
+	}
 }
 
 func (f *finisher) loop(ctx context.Context) {
+	defer close(f.stopped)
 	for {
 		var first *finishReq
 		select {
 		case <-ctx.Done():
-			return
+			// Finish what was handed over before the stop.
+			for {
+				select {
+				case r := <-f.ch:
+					f.commit(context.WithoutCancel(ctx), []*finishReq{r})
+				default:
+					return
+				}
+			}
 		case first = <-f.ch:
 		}
 		batch := []*finishReq{first}
@@ -140,7 +167,7 @@ func (f *finisher) commit(ctx context.Context, batch []*finishReq) {
 	var err error
 	for try := 0; try < 10; try++ {
 		runs, err = f.e.store.RunFinishMany(ctx, evs, ps)
-		if err == nil {
+		if err == nil || f.e.isClosed() {
 			break
 		}
 		f.e.log.Error("recording run outcomes", "err", err, "try", try+1)

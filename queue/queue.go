@@ -105,6 +105,7 @@ type Engine struct {
 	limits   spool.Limits
 	started  bool
 	stopping bool
+	closed   bool
 
 	slots        int
 	running      atomic.Int64
@@ -407,10 +408,19 @@ func (e *Engine) stop(ctx context.Context) error {
 	e.stopLoops()
 	e.loops.Wait()
 	e.broker.closeAll()
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
 	if cerr := e.store.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
 }
 
 func (e *Engine) isStopping() bool {
