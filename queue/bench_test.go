@@ -57,3 +57,44 @@ func BenchmarkWorkRate(b *testing.B) {
 	b.StopTimer()
 	e.Stop(ctx)
 }
+
+// BenchmarkEventBatching streams b.N output chunks from one run through the event writer
+// (batched inserts) and a live subscriber.
+func BenchmarkEventBatching(b *testing.B) {
+	ctx := context.Background()
+	e, err := queue.New(queue.Config{DB: filepath.Join(b.TempDir(), "spool.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N
+	e.Register("talk", queue.HandlerFunc(func(ctx context.Context, r *spool.Run) (any, error) {
+		for i := 0; i < n; i++ {
+			queue.Output(ctx, "token ")
+		}
+		return nil, nil
+	}))
+	if err := e.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer e.Stop(ctx)
+	b.ReportAllocs()
+	b.ResetTimer()
+	run, _, err := e.Submit(ctx, &spool.SubmitRequest{Recipe: "talk"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub, err := e.Subscribe(ctx, run.ID, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	outputs := 0
+	for ev := range sub.C {
+		if ev.Type == spool.EventOutput {
+			outputs++
+		}
+	}
+	sub.Close()
+	if outputs != n {
+		b.Fatalf("subscriber saw %d outputs, want %d", outputs, n)
+	}
+}
