@@ -8,7 +8,9 @@ import (
 )
 
 // dispatchLoop claims runs while slots are free and sleeps until something can change that:
-// a submit, a finish, a notification from another node, or the next due time.
+// a submit, a finish, a notification from another node, the next due time of a delayed or
+// backing-off run, or the next token of an empty rate-limit bucket. Due times come from
+// the engine's clock (Config.Now); the sleep is in real time.
 func (e *Engine) dispatchLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -25,11 +27,14 @@ func (e *Engine) dispatchLoop(ctx context.Context) {
 		if poll {
 			wait = e.cfg.PollInterval
 		}
-		if n := e.nextWake.Load(); n != 0 {
-			wait = min(wait, max(time.Until(time.Unix(0, n)), 0))
+		now := e.now()
+		for _, n := range []int64{e.nextWake.Load(), e.rateWake.Load()} {
+			if n != 0 {
+				wait = min(wait, max(time.Unix(0, n).Sub(now), 0))
+			}
 		}
 		if h := e.nextHeldRelease(); !h.IsZero() {
-			wait = min(wait, max(time.Until(h), 0))
+			wait = min(wait, max(h.Sub(now), 0))
 		}
 		if claimedAll {
 			continue // there may be more to claim right away
@@ -54,7 +59,8 @@ func (e *Engine) dispatchLoop(ctx context.Context) {
 // and refreshes that time from the database.
 func (e *Engine) promoteDue(ctx context.Context) {
 	n := e.nextWake.Load()
-	if n == 0 || time.Unix(0, n).After(e.now()) {
+	forced := e.forceCheck.Swap(false)
+	if !forced && (n == 0 || time.Unix(0, n).After(e.now())) {
 		return
 	}
 	e.nextWake.Store(0)
@@ -85,14 +91,27 @@ func (e *Engine) claim(ctx context.Context) bool {
 		return false
 	}
 	now := e.now()
-	claimed, err := e.store.RunClaim(ctx, &store.RunClaimParams{
+	var res store.ClaimResult
+	// The claim runs to completion even when the loop is being stopped, so runs it moved to
+	// running are always executed (and so finished or re-queued).
+	claimed, err := e.store.RunClaim(context.WithoutCancel(ctx), &store.RunClaimParams{
 		Node:       e.cfg.Node,
 		Now:        now,
 		LeaseUntil: now.Add(e.cfg.Lease),
 		Max:        free,
 		Limits:     e.Limits(),
 		HeldAgents: e.heldAgents(now),
+		Rates:      e.rateMap(),
+		Result:     &res,
 	})
+	if err == nil {
+		// Runs skipped for an empty bucket or a stored hold can start at res.NextAt.
+		var n int64
+		if !res.NextAt.IsZero() {
+			n = res.NextAt.UnixNano()
+		}
+		e.rateWake.Store(n)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("claiming runs", "err", err)
@@ -166,6 +185,8 @@ func (e *Engine) notifyLoop(ctx context.Context, ch <-chan store.Notification) {
 				e.cancelLocal(n.Payload, errCancelled)
 			case store.TopicEvent:
 				e.broker.poke(n.Payload)
+			case store.TopicSchedule:
+				e.signalSchedules()
 			}
 		}
 	}

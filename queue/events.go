@@ -76,8 +76,12 @@ func (w *eventWriter) flush(ctx context.Context) {
 	if len(evs) == 0 {
 		return
 	}
-	if err := w.e.store.EventAppend(ctx, evs); err != nil {
-		w.e.log.Error("storing events", "err", err, "count", len(evs))
+	// A reader that hangs up must not lose the batch: store it whatever the caller's context.
+	if err := w.e.store.EventAppend(context.WithoutCancel(ctx), evs); err != nil {
+		w.e.log.Error("storing events; keeping them for the next flush", "err", err, "count", len(evs))
+		w.mu.Lock()
+		w.pending = append(evs, w.pending...)
+		w.mu.Unlock()
 	}
 }
 
@@ -329,7 +333,11 @@ func (e *Engine) streamRun(ctx context.Context, s *Subscription, out chan<- *spo
 		run, err := e.store.RunGet(ctx, s.runID)
 		return err != nil || run.State.IsTerminal()
 	}
-	if !catchUp() || finished() && !catchUp() || finished() {
+	if !catchUp() {
+		return
+	}
+	if finished() {
+		catchUp()
 		return
 	}
 	poll := time.NewTicker(e.cfg.PollInterval)

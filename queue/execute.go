@@ -265,6 +265,13 @@ func (e *Engine) finish(x *execution, out outcome) {
 	}
 	x.mu.Unlock()
 
+	if backoff != nil {
+		// Every node holds the agent, not only this one: store the hold before the run is
+		// queued again.
+		hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		e.holdCluster(hctx, run.Agent, p.AvailableAt)
+		cancel()
+	}
 	updated := e.finisher.finish(p, events)
 
 	e.mu.Lock()

@@ -35,6 +35,10 @@ type Recipe struct {
 	IdempotencyScope string
 	// ConcurrencyMax limits running runs of the recipe's agent (0 = only the server's limit).
 	ConcurrencyMax int
+	// Rate limits how often runs of the recipe start, on every node together.
+	Rate *Rate
+	// Schedules start runs of the recipe on a cron expression or an interval.
+	Schedules []RecipeSchedule
 	// ValidateInput, when set, refuses inputs that do not fit (an *spool.Error is kept as is).
 	ValidateInput func(input json.RawMessage) error
 }

@@ -49,6 +49,11 @@ type Config struct {
 	Node string
 	// Limits are the concurrency limits (Global defaults to 10; -1 means unlimited).
 	Limits spool.Limits
+	// AgentRates and WorkspaceRates are rate limits by agent or workspace name; the name "*"
+	// applies to every agent (workspace) without a rate of its own. A recipe's Rate limits
+	// the runs of that recipe. Every node of a cluster should be given the same rates: the
+	// buckets are shared through the database, the rates are not.
+	AgentRates, WorkspaceRates map[string]Rate
 	// MaxQueueSize refuses submits beyond this many queued+paused runs (default 10000; -1 = no limit).
 	MaxQueueSize int
 	// DefaultTimeout bounds an attempt when neither the submit nor the recipe says (default 1h).
@@ -77,7 +82,9 @@ type Config struct {
 	RetryBackoff func(attempt int) time.Duration
 	// ValidateWebhookURL checks webhook URLs at submit (the server installs the SSRF guard).
 	ValidateWebhookURL func(ctx context.Context, url string) error
-	// Now is the clock (default time.Now).
+	// Now is the clock (default time.Now). Every due time (run_at, retry back-off, schedule
+	// ticks, rate-limit tokens, holds) is read from it. The engine sleeps in real time until
+	// the due time it computes; a test that moves its own clock calls [Engine.Wake].
 	Now func() time.Time
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
@@ -99,10 +106,13 @@ type Engine struct {
 
 	mu       sync.Mutex
 	recipes  map[string]*Recipe
+	handlers map[string]*Recipe // registered with Register/RegisterRecipe; kept by SetRecipes
 	active   map[string]*execution
 	held     map[string]time.Time // agent -> held until
 	waiters  map[string][]chan struct{}
 	limits   spool.Limits
+	rates    map[string]store.Rate // by bucket key
+	synced   bool                  // recipe schedules stored since the last recipe change
 	started  bool
 	stopping bool
 	closed   bool
@@ -111,19 +121,24 @@ type Engine struct {
 	running      atomic.Int64
 	queuedApprox atomic.Int64
 	nextWake     atomic.Int64 // unix nanos of the earliest known scheduled/backoff time; 0 none
+	rateWake     atomic.Int64 // unix nanos when an empty rate-limit bucket refills; 0 none
+	forceCheck   atomic.Bool  // Wake was called: promote due runs whatever nextWake says
 
-	wake     chan struct{}
-	events   *eventWriter
-	broker   *broker
-	finisher *finisher
+	wake      chan struct{}
+	schedWake chan struct{}
+	events    *eventWriter
+	broker    *broker
+	finisher  *finisher
 
-	runCtx    context.Context // parent of every execution
-	runCancel context.CancelCauseFunc
-	stopLoops context.CancelFunc
-	loops     sync.WaitGroup
-	execs     sync.WaitGroup
-	stopOnce  sync.Once
-	stopErr   error
+	runCtx       context.Context // parent of every execution
+	runCancel    context.CancelCauseFunc
+	stopLoops    context.CancelFunc
+	stopDispatch context.CancelFunc
+	dispatchDone chan struct{}
+	loops        sync.WaitGroup
+	execs        sync.WaitGroup
+	stopOnce     sync.Once
+	stopErr      error
 }
 
 var errShutdown = errors.New("node shutting down")
@@ -186,17 +201,21 @@ func newEngine(cfg Config, st store.Store) *Engine {
 		cfg.Node = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
 	}
 	e := &Engine{
-		cfg:     cfg,
-		store:   st,
-		log:     cfg.Logger,
-		now:     func() time.Time { return cfg.Now().UTC() },
-		recipes: map[string]*Recipe{},
-		active:  map[string]*execution{},
-		held:    map[string]time.Time{},
-		waiters: map[string][]chan struct{}{},
-		limits:  cfg.Limits,
-		wake:    make(chan struct{}, 1),
+		cfg:      cfg,
+		store:    st,
+		log:      cfg.Logger,
+		now:      func() time.Time { return cfg.Now().UTC() },
+		recipes:  map[string]*Recipe{},
+		handlers: map[string]*Recipe{},
+		active:   map[string]*execution{},
+		held:     map[string]time.Time{},
+		waiters:  map[string][]chan struct{}{},
+		limits:   cfg.Limits,
+		wake:     make(chan struct{}, 1),
+
+		schedWake: make(chan struct{}, 1),
 	}
+	e.rates = e.buildRates()
 	e.broker = newBroker(e)
 	e.events = newEventWriter(e)
 	e.finisher = newFinisher(e)
@@ -228,21 +247,25 @@ func (e *Engine) Register(name string, h Handler) {
 	e.RegisterRecipe(&Recipe{Name: name, Handler: h})
 }
 
-// RegisterRecipe adds or replaces one recipe.
+// RegisterRecipe adds or replaces one recipe. It survives later calls to SetRecipes.
 func (e *Engine) RegisterRecipe(r *Recipe) {
 	e.mu.Lock()
 	e.recipes[r.Name] = r
+	e.handlers[r.Name] = r
 	e.mu.Unlock()
 	e.applyRecipeLimits()
 }
 
-// SetRecipes replaces every recipe that is not a plain Go handler registered with Register
-// by the given set (a recipe reload).
+// SetRecipes replaces the recipes loaded from files by rs (a recipe reload). Recipes added
+// with Register or RegisterRecipe are kept and win over a file recipe of the same name.
 func (e *Engine) SetRecipes(rs []*Recipe) {
 	e.mu.Lock()
-	next := make(map[string]*Recipe, len(rs))
+	next := make(map[string]*Recipe, len(rs)+len(e.handlers))
 	for _, r := range rs {
 		next[r.Name] = r
+	}
+	for name, r := range e.handlers {
+		next[name] = r
 	}
 	e.recipes = next
 	e.mu.Unlock()
@@ -271,6 +294,8 @@ func (e *Engine) RecipeNames() []string {
 
 func (e *Engine) applyRecipeLimits() {
 	e.mu.Lock()
+	e.rates = e.buildRates()
+	e.synced = false
 	agents := map[string]int{}
 	for k, v := range e.cfg.Limits.Agents {
 		agents[k] = v
@@ -283,7 +308,12 @@ func (e *Engine) applyRecipeLimits() {
 		}
 	}
 	e.limits.Agents = agents
+	started := e.started && !e.stopping
 	e.mu.Unlock()
+	if started {
+		e.signalSchedules() // store the recipes' schedules
+		e.signal()
+	}
 }
 
 // Limits returns the concurrency limits in force.
@@ -345,10 +375,24 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.stopLoops = cancel
 	e.goLoop(func() { e.events.loop(loopCtx) })
 	e.goLoop(func() { e.finisher.loop(loopCtx) })
+	e.dispatchDone = make(chan struct{})
 	if e.slots > 0 {
-		e.goLoop(func() { e.dispatchLoop(loopCtx) })
+		dctx, dcancel := context.WithCancel(loopCtx)
+		e.stopDispatch = dcancel
+		e.goLoop(func() {
+			defer close(e.dispatchDone)
+			e.dispatchLoop(dctx)
+		})
+	} else {
+		close(e.dispatchDone)
 	}
 	e.goLoop(func() { e.maintainLoop(loopCtx) })
+	if _, ok := e.store.(store.TimeStore); ok {
+		if err := e.syncRecipeSchedules(ctx); err != nil {
+			e.log.Error("storing the recipes' schedules", "err", err)
+		}
+		e.goLoop(func() { e.scheduleLoop(loopCtx) })
+	}
 	if l, ok := e.store.(store.Listener); ok {
 		ch, err := l.Listen(loopCtx)
 		if err != nil {
@@ -385,7 +429,11 @@ func (e *Engine) stop(ctx context.Context) error {
 	if !started {
 		return e.store.Close()
 	}
-	e.signal()
+	// Stop claiming first, so no execution starts while we wait for the running ones.
+	if e.stopDispatch != nil {
+		e.stopDispatch()
+	}
+	<-e.dispatchDone
 
 	done := make(chan struct{})
 	go func() { e.execs.Wait(); close(done) }()
@@ -427,6 +475,25 @@ func (e *Engine) isStopping() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.stopping
+}
+
+// Wake makes the dispatcher and the scheduler look at the clock and the database again at
+// once: due delayed runs are queued, due schedule ticks fire and runs whose rate-limit
+// token or hold has come are claimed. The engine does this by itself at every due time it
+// knows of; Wake is for tests that move an injected clock (Config.Now) and for embedders
+// that change the database behind the engine's back.
+func (e *Engine) Wake() {
+	e.forceCheck.Store(true)
+	e.signal()
+	e.signalSchedules()
+}
+
+// signalSchedules wakes the scheduler without blocking.
+func (e *Engine) signalSchedules() {
+	select {
+	case e.schedWake <- struct{}{}:
+	default:
+	}
 }
 
 // signal wakes the dispatcher without blocking.

@@ -142,7 +142,7 @@ func newBlocker() *blocker {
 func (b *blocker) Work(ctx context.Context, run *spool.Run) (any, error) {
 	keys := []string{"global", "agent:" + run.Agent, "ws:" + run.Workspace}
 	if run.SessionID != "" {
-		keys = append(keys, "session:"+run.SessionID)
+		keys = append(keys, "session:"+run.Workspace+"/"+run.SessionID) // a session lives in a workspace
 	}
 	b.mu.Lock()
 	for _, k := range keys {
@@ -261,7 +261,7 @@ func TestLimitsNeverExceeded(t *testing.T) {
 				t.Errorf("workspace %s reached %d running, limit 3", w, m)
 			}
 		}
-		for _, s := range []string{"s1", "s2"} {
+		for _, s := range []string{"w1/s1", "w1/s2", "w2/s1", "w2/s2"} {
 			if m := b.maxOf("session:" + s); m != 1 {
 				t.Errorf("session %s reached %d running, want exactly 1", s, m)
 			}

@@ -115,6 +115,8 @@ const (
 	TopicFinish = "finish" // a run ended: slots freed (Payload: run id)
 	TopicCancel = "cancel" // a cancel was requested (Payload: run id)
 	TopicEvent  = "event"  // events were stored (Payload: run id)
+	// TopicSchedule: a schedule was created, changed or deleted (Payload: schedule id).
+	TopicSchedule = "schedule"
 )
 
 // Notification is one wake-up from another node.
@@ -162,7 +164,46 @@ type RunClaimParams struct {
 	Limits spool.Limits
 	// HeldAgents are agents that may not start runs now (provider back-off, rate limits).
 	HeldAgents []string
+	// Rates are token-bucket rate limits by key (see [RateKey]); a key whose name is "*"
+	// applies to every agent (or workspace) without its own. A run starts only when every
+	// bucket it falls under (its agent's, its workspace's and its recipe's) holds a token,
+	// and takes one from each. Drivers that implement [TimeStore] keep the buckets in the
+	// database, so they hold across nodes, and honour holds stored with RateHold.
+	Rates map[string]Rate
+	// Result, when not nil, is filled in by the claim.
+	Result *ClaimResult
 }
+
+// ClaimResult is what a claim reports beyond the runs it started.
+type ClaimResult struct {
+	// NextAt is the earliest time at which a bucket that was empty or held during the
+	// claim has a token again; zero when none was.
+	NextAt time.Time
+}
+
+// Rate is a token bucket: Limit tokens per Per, holding at most Burst (at least 1).
+type Rate struct {
+	Limit int
+	Per   time.Duration
+	Burst int
+}
+
+// Interval is the time one token takes to come back.
+func (r Rate) Interval() time.Duration { return r.Per / time.Duration(max(r.Limit, 1)) }
+
+// Capacity is the bucket's size: Burst, at least 1.
+func (r Rate) Capacity() float64 { return float64(max(r.Burst, 1)) }
+
+// Rate-limit key kinds.
+const (
+	RateAgent     = "agent"
+	RateWorkspace = "workspace"
+	RateRecipe    = "recipe"
+)
+
+// RateKey is the bucket key of one agent, workspace or recipe ("agent:NAME"); name "*" is
+// the default of its kind.
+func RateKey(kind, name string) string { return kind + ":" + name }
 
 // ClaimedRun is a run that was just started, with the last event seq stored for it.
 type ClaimedRun struct {
