@@ -387,12 +387,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		close(e.dispatchDone)
 	}
 	e.goLoop(func() { e.maintainLoop(loopCtx) })
-	if _, ok := e.store.(store.TimeStore); ok {
-		if err := e.syncRecipeSchedules(ctx); err != nil {
-			e.log.Error("storing the recipes' schedules", "err", err)
-		}
-		e.goLoop(func() { e.scheduleLoop(loopCtx) })
+	if err := e.syncRecipeSchedules(ctx); err != nil {
+		e.log.Error("storing the recipes' schedules", "err", err)
 	}
+	e.goLoop(func() { e.scheduleLoop(loopCtx) })
 	if l, ok := e.store.(store.Listener); ok {
 		ch, err := l.Listen(loopCtx)
 		if err != nil {

@@ -20,7 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if crashChild() || multiNodeChild() {
+	if crashChild() || multiNodeChild() || scheduleChild() {
 		return
 	}
 	goleak.VerifyTestMain(m)
@@ -305,16 +305,30 @@ func TestNoHeadOfLineBlocking(t *testing.T) {
 	forEachDriver(t, func(t *testing.T) {
 		b := newBlocker()
 		quick := queue.HandlerFunc(func(ctx context.Context, r *spool.Run) (any, error) { return "ok", nil })
-		e := testEngine(t, queue.Config{Limits: spool.Limits{Global: 10, Agents: map[string]int{"slow": 1}}},
+		e := testEngine(t, queue.Config{Limits: spool.Limits{Global: 10, Agents: map[string]int{"slow": 1}},
+			AgentRates: map[string]queue.Rate{"limited": {Limit: 1, Per: time.Hour}}},
 			map[string]queue.Handler{"slow": b, "quick": quick})
 		first := submit(t, e, &spool.SubmitRequest{Recipe: "slow", Priority: prio(spool.PriorityUrgent)})
 		<-b.started
+		// Urgent runs that cannot start: their agent is full, their agent's rate limit is
+		// spent (one an hour), or they are scheduled later.
+		limited := submit(t, e, &spool.SubmitRequest{Recipe: "quick", Agent: "limited", Priority: prio(spool.PriorityUrgent)})
+		wait(t, e, limited.ID)
+		var blocked []*spool.Run
 		for i := 0; i < 20; i++ {
 			submit(t, e, &spool.SubmitRequest{Recipe: "slow", Priority: prio(spool.PriorityUrgent)})
+			blocked = append(blocked,
+				submit(t, e, &spool.SubmitRequest{Recipe: "quick", Agent: "limited", Priority: prio(spool.PriorityUrgent)}),
+				submit(t, e, &spool.SubmitRequest{Recipe: "quick", Priority: prio(spool.PriorityUrgent), Delay: spool.Duration(time.Hour)}))
 		}
 		r := submit(t, e, &spool.SubmitRequest{Recipe: "quick", Priority: prio(spool.PriorityLow)})
 		if got := wait(t, e, r.ID); got.State != spool.StateSucceeded {
 			t.Fatalf("low-priority run of another agent ended %s", got.State)
+		}
+		for _, br := range blocked {
+			if got, _ := e.Get(context.Background(), br.ID); got.State != br.State {
+				t.Fatalf("a rate-limited or delayed run started: %s is %s", got.ID, got.State)
+			}
 		}
 		if _, err := e.Cancel(context.Background(), first.ID); err != nil {
 			t.Fatal(err)

@@ -135,11 +135,7 @@ func (e *Engine) rateMap() map[string]store.Rate {
 
 // holdCluster stores a provider back-off hold so that every node honours it.
 func (e *Engine) holdCluster(ctx context.Context, agent string, until time.Time) {
-	ts, ok := e.store.(store.TimeStore)
-	if !ok {
-		return
-	}
-	if err := ts.RateHold(ctx, store.RateKey(store.RateAgent, agent), until); err != nil && ctx.Err() == nil {
+	if err := e.store.RateHold(ctx, store.RateKey(store.RateAgent, agent), until); err != nil && ctx.Err() == nil {
 		e.log.Error("storing agent hold; it holds on this node only", "agent", agent, "until", until, "err", err)
 	}
 }
@@ -157,12 +153,8 @@ type TimeStats struct {
 // TimeStats reports the runs waiting on rate limits and holds.
 func (e *Engine) TimeStats(ctx context.Context) (*TimeStats, error) {
 	out := &TimeStats{Buckets: []*store.RateState{}}
-	ts, ok := e.store.(store.TimeStore)
-	if !ok {
-		return out, nil
-	}
 	rates := maps.Clone(e.rateMap())
-	states, waiting, err := ts.RateList(ctx, rates, e.now())
+	states, waiting, err := e.store.RateList(ctx, rates, e.now())
 	if err != nil {
 		return nil, err
 	}

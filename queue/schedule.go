@@ -69,22 +69,11 @@ type Schedule struct {
 // scheduleListSize is how many due schedules one scheduler pass reads at a time.
 const scheduleListSize = 100
 
-// errNoSchedules is returned by the schedule methods when the driver keeps no schedules.
-var errNoSchedules = &spool.Error{Code: spool.CodeUnavailable, Message: "this database driver does not support schedules"}
-
-func (e *Engine) timeStore() (store.TimeStore, error) {
-	ts, ok := e.store.(store.TimeStore)
-	if !ok {
-		return nil, errNoSchedules
-	}
-	return ts, nil
-}
-
 // scheduleLoop fires due schedule ticks and sleeps until the next one, or until a schedule
 // changes (here or, on PostgreSQL, on another node), or the fallback poll. Any node may
 // fire a tick; the store makes sure exactly one does.
 func (e *Engine) scheduleLoop(ctx context.Context) {
-	ts := e.store.(store.TimeStore)
+	ts := e.store
 	poll := e.store.DatabaseName() != "sqlite"
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -218,10 +207,7 @@ func scheduleSubmit(sc *store.Schedule, tick time.Time) *spool.SubmitRequest {
 // syncRecipeSchedules stores the schedules the recipes define and deletes the stored
 // recipe schedules that no recipe defines any more.
 func (e *Engine) syncRecipeSchedules(ctx context.Context) error {
-	ts, err := e.timeStore()
-	if err != nil {
-		return nil
-	}
+	ts := e.store
 	e.mu.Lock()
 	recipes := make([]*Recipe, 0, len(e.recipes))
 	for _, r := range e.recipes {
@@ -364,16 +350,12 @@ func (e *Engine) view(sc *store.Schedule) *Schedule {
 // CreateSchedule stores a new schedule. A schedule with the same name in the workspace is a
 // conflict; so is a name used by a recipe's schedule.
 func (e *Engine) CreateSchedule(ctx context.Context, req *ScheduleRequest) (*Schedule, error) {
-	ts, err := e.timeStore()
-	if err != nil {
-		return nil, err
-	}
 	p, err := e.scheduleParams(req, store.SourceAPI)
 	if err != nil {
 		return nil, err
 	}
 	p.IfAbsent = true
-	sc, _, err := ts.ScheduleUpsert(ctx, p)
+	sc, _, err := e.store.ScheduleUpsert(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -384,11 +366,7 @@ func (e *Engine) CreateSchedule(ctx context.Context, req *ScheduleRequest) (*Sch
 // Schedules lists the schedules (of one workspace when workspace is not empty), sorted by
 // workspace and name.
 func (e *Engine) Schedules(ctx context.Context, workspace string) ([]*Schedule, error) {
-	ts, err := e.timeStore()
-	if err != nil {
-		return nil, err
-	}
-	list, err := ts.ScheduleList(ctx, &store.ScheduleListParams{Workspace: workspace})
+	list, err := e.store.ScheduleList(ctx, &store.ScheduleListParams{Workspace: workspace})
 	if err != nil {
 		return nil, err
 	}
@@ -410,15 +388,11 @@ func (e *Engine) Schedule(ctx context.Context, workspace, idOrName string) (*Sch
 }
 
 func (e *Engine) getSchedule(ctx context.Context, workspace, idOrName string) (*store.Schedule, error) {
-	ts, err := e.timeStore()
-	if err != nil {
-		return nil, err
-	}
 	ws := workspace
 	if ws == "" {
 		ws = DefaultWorkspace
 	}
-	sc, err := ts.ScheduleGet(ctx, ws, idOrName)
+	sc, err := e.store.ScheduleGet(ctx, ws, idOrName)
 	if err != nil {
 		return nil, err
 	}
@@ -439,8 +413,7 @@ func (e *Engine) DeleteSchedule(ctx context.Context, workspace, idOrName string)
 		return &spool.Error{Code: spool.CodeConflict, Message: "schedule " + sc.Name +
 			" is defined by recipe " + sc.Recipe + "; remove it from the recipe's runtime.schedules, or pause it"}
 	}
-	ts, _ := e.timeStore()
-	if err := ts.ScheduleDelete(ctx, sc.ID); err != nil {
+	if err := e.store.ScheduleDelete(ctx, sc.ID); err != nil {
 		return err
 	}
 	e.signalSchedules()
@@ -468,8 +441,7 @@ func (e *Engine) setPaused(ctx context.Context, workspace, idOrName string, paus
 		return nil, spool.Invalid("cron", err.Error())
 	}
 	now := e.now()
-	ts, _ := e.timeStore()
-	sc, err = ts.ScheduleSetPaused(ctx, sc.ID, paused, spec.Next(now), now)
+	sc, err = e.store.ScheduleSetPaused(ctx, sc.ID, paused, spec.Next(now), now)
 	if err != nil {
 		return nil, err
 	}
@@ -489,8 +461,7 @@ func (e *Engine) TriggerSchedule(ctx context.Context, workspace, idOrName string
 	if err != nil {
 		return nil, err
 	}
-	ts, _ := e.timeStore()
-	res, err := ts.ScheduleFire(ctx, &store.ScheduleFireParams{ID: sc.ID, Trigger: true, Runs: []*store.RunInsertParams{p}, Now: now})
+	res, err := e.store.ScheduleFire(ctx, &store.ScheduleFireParams{ID: sc.ID, Trigger: true, Runs: []*store.RunInsertParams{p}, Now: now})
 	if err != nil {
 		return nil, err
 	}

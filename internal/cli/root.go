@@ -85,7 +85,7 @@ Client commands talk to --server (or SPOOL_URL, default http://127.0.0.1:8005).`
 		NewCmdSubmit(f, nil), NewCmdList(f, nil), NewCmdStatus(f, nil), NewCmdLogs(f, nil),
 		NewCmdWait(f, nil), NewCmdResult(f, nil), NewCmdCancel(f, nil), NewCmdRetry(f, nil),
 		NewCmdPause(f, nil), NewCmdResume(f, nil), NewCmdRm(f, nil), NewCmdStats(f, nil),
-		NewCmdClear(f, nil), NewCmdRecipe(f),
+		NewCmdClear(f, nil), NewCmdRecipe(f), NewCmdSchedule(f),
 	} {
 		c.GroupID = "runs"
 		cmd.AddCommand(c)

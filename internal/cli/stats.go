@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spool-run/spool"
@@ -46,7 +47,7 @@ func statsRun(ctx context.Context, opts *StatsOptions) error {
 	if err != nil {
 		return err
 	}
-	var st spool.Stats
+	var st statsBody
 	raw, err := apiCall(ctx, c, http.MethodGet, "/stats", nil, &st)
 	if err != nil {
 		return err
@@ -58,7 +59,16 @@ func statsRun(ctx context.Context, opts *StatsOptions) error {
 	return nil
 }
 
-func printStats(ios *iostreams.IOStreams, st *spool.Stats) {
+// statsBody is the answer of GET /api/v1/stats: the run statistics and the runs waiting on
+// rate limits (absent from older servers and with a workspace filter).
+type statsBody struct {
+	spool.Stats
+	RateLimited       *int64     `json:"rate_limited_count"`
+	RateLimitedNextAt *time.Time `json:"rate_limited_next_at"`
+}
+
+func printStats(ios *iostreams.IOStreams, body *statsBody) {
+	st := &body.Stats
 	tty := ios.IsStdoutTTY()
 	cs := ios.ColorScheme()
 	counts := []struct {
@@ -141,6 +151,27 @@ func printStats(ios *iostreams.IOStreams, st *spool.Stats) {
 		}
 		tp.AddField(strings.Join(parts, ","))
 		tp.EndRow()
+	}
+	if body.RateLimited != nil {
+		next := "-"
+		if t := body.RateLimitedNextAt; t != nil {
+			next = t.UTC().Format(time.RFC3339)
+			if tty {
+				next = text.RelativeTime(time.Now(), *t)
+			}
+		}
+		if tty {
+			tp.AddField("rate limited")
+			tp.AddField(fmt.Sprintf("%d (next start %s)", *body.RateLimited, next))
+			tp.EndRow()
+		} else {
+			tp.AddField("rate_limited")
+			tp.AddField(strconv.FormatInt(*body.RateLimited, 10))
+			tp.EndRow()
+			tp.AddField("rate_limited_next_at")
+			tp.AddField(next)
+			tp.EndRow()
+		}
 	}
 	tp.Render()
 }

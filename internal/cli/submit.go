@@ -80,6 +80,8 @@ exit with 1 when the run fails or is cancelled.`,
 	fl.StringVar(&opts.WebhookURL, "webhook-url", "", "URL to POST the outcome to")
 	fl.DurationVar(&opts.Delay, "delay", 0, "Start no sooner than this from now (e.g. 90s, 5m)")
 	fl.StringVar(&opts.RunAt, "run-at", "", "Start no sooner than this time (RFC 3339)")
+	fl.DurationVar(&opts.Delay, "in", 0, "Same as --delay")
+	fl.StringVar(&opts.RunAt, "at", "", "Same as --run-at")
 	fl.BoolVar(&opts.Wait, "wait", false, "Wait for the run to finish and print its result")
 	fl.BoolVarP(&opts.Follow, "follow", "f", false, "Stream the run's output until it finishes")
 	return cmd

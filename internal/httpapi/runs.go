@@ -10,6 +10,7 @@ import (
 
 	"github.com/spool-run/spool"
 	"github.com/spool-run/spool/internal/store"
+	"github.com/spool-run/spool/queue"
 )
 
 // submit is POST /api/v1/runs.
@@ -387,7 +388,22 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if st.QueuedByPriority == nil {
 		st.QueuedByPriority = map[string]int64{}
 	}
-	writeJSON(w, http.StatusOK, st)
+	out := statsView{Stats: st}
+	if ws == "" {
+		// Rate-limit buckets are cluster-wide: they are shown to callers that see everything.
+		if out.TimeStats, err = s.engine.TimeStats(r.Context()); err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// statsView is the answer of GET /api/v1/stats: the run statistics and, without a
+// workspace filter, the runs waiting on rate limits and provider back-off.
+type statsView struct {
+	*spool.Stats
+	*queue.TimeStats
 }
 
 // nodes is GET /api/v1/nodes.

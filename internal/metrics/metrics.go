@@ -18,6 +18,10 @@ import (
 // StatsFunc returns the queue statistics the gauges are read from.
 type StatsFunc func(ctx context.Context) (*spool.Stats, error)
 
+// RateStatsFunc returns how many queued runs wait on a rate limit or a provider back-off,
+// and when the next of them may start (nil when none waits).
+type RateStatsFunc func(ctx context.Context) (waiting int64, next *time.Time, err error)
+
 // Metrics holds Spool's collectors in their own registry.
 type Metrics struct {
 	registry *prometheus.Registry
@@ -64,6 +68,10 @@ func New() *Metrics {
 				"Runs waiting in the queue, by priority.", []string{"priority"}, nil),
 			running: prometheus.NewDesc("spool_runs_running",
 				"Runs executing now, on every node.", nil, nil),
+			rateLimited: prometheus.NewDesc("spool_runs_rate_limited",
+				"Queued runs waiting on an empty rate-limit bucket or an agent held by provider back-off.", nil, nil),
+			rateNext: prometheus.NewDesc("spool_rate_limit_next_start_timestamp_seconds",
+				"Unix time at which the next rate-limited run may start (absent when none waits).", nil, nil),
 		},
 	}
 	m.registry.MustRegister(m.submitted, m.completed, m.waitHist, m.durHist, m.deliveries, m.gauges,
@@ -77,6 +85,10 @@ func New() *Metrics {
 // SetStats sets where the queue gauges are read from; without it they are not exported.
 // Call it before the first scrape.
 func (m *Metrics) SetStats(f StatsFunc) { m.gauges.stats = f }
+
+// SetRateStats sets where the rate-limit gauges are read from; without it they are not
+// exported. Call it before the first scrape.
+func (m *Metrics) SetRateStats(f RateStatsFunc) { m.gauges.rateStats = f }
 
 // Registry returns the registry holding every collector.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
@@ -121,14 +133,19 @@ func (m *Metrics) WebhookAttempt(outcome string) {
 
 // queueCollector reads the queue gauges from the statistics when scraped.
 type queueCollector struct {
-	stats   StatsFunc
-	queued  *prometheus.Desc
-	running *prometheus.Desc
+	stats       StatsFunc
+	rateStats   RateStatsFunc
+	queued      *prometheus.Desc
+	running     *prometheus.Desc
+	rateLimited *prometheus.Desc
+	rateNext    *prometheus.Desc
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queued
 	ch <- c.running
+	ch <- c.rateLimited
+	ch <- c.rateNext
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -147,4 +164,16 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(st.QueuedByPriority[name]), name)
 	}
 	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(st.Running))
+	if c.rateStats == nil {
+		return
+	}
+	waiting, next, err := c.rateStats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.rateLimited, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.rateLimited, prometheus.GaugeValue, float64(waiting))
+	if next != nil {
+		ch <- prometheus.MustNewConstMetric(c.rateNext, prometheus.GaugeValue, float64(next.UnixNano())/1e9)
+	}
 }

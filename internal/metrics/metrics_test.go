@@ -128,3 +128,31 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestRateLimitGauges(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.SetStats(func(ctx context.Context) (*spool.Stats, error) { return &spool.Stats{}, nil })
+	if body := scrape(t, m); strings.Contains(body, "spool_runs_rate_limited") {
+		t.Error("rate gauges exported before SetRateStats")
+	}
+	next := time.Unix(1900000000, 500_000_000)
+	var waiting int64 = 7
+	m.SetRateStats(func(ctx context.Context) (int64, *time.Time, error) {
+		if waiting == 0 {
+			return 0, nil, nil
+		}
+		return waiting, &next, nil
+	})
+	body := scrape(t, m)
+	for _, want := range []string{"spool_runs_rate_limited 7", "spool_rate_limit_next_start_timestamp_seconds 1.9000000005e+09"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q:\n%s", want, grep(body, "rate"))
+		}
+	}
+	waiting = 0
+	body = scrape(t, m)
+	if !strings.Contains(body, "spool_runs_rate_limited 0") || strings.Contains(body, "spool_rate_limit_next_start_timestamp_seconds ") {
+		t.Errorf("with nothing waiting:\n%s", grep(body, "rate"))
+	}
+}

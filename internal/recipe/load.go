@@ -13,12 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/spool-run/spool"
 	"github.com/spool-run/spool/internal/executor/execx"
 	"github.com/spool-run/spool/internal/executor/llm"
+	"github.com/spool-run/spool/internal/schedule"
 	"github.com/spool-run/spool/queue"
 )
 
@@ -284,17 +284,20 @@ func (c *checker) checkRuntime(rt *Runtime) {
 		case s.Cron != "" && s.Every != "":
 			c.addf(p, "give cron or every, not both")
 		case s.Cron != "":
-			if _, err := cronParser.Parse(s.Cron); err != nil {
-				c.addf(p+".cron", "%v", err)
+			// The zone is checked on its own below; here only the expression.
+			if _, err := schedule.ParseCron(s.Cron, ""); err != nil {
+				c.addf(p+".cron", "%v", strings.TrimPrefix(err.Error(), "cron: "))
 			}
 		default:
-			if d, err := time.ParseDuration(s.Every); err != nil || d < time.Second {
+			if d, err := time.ParseDuration(s.Every); err != nil || d < schedule.MinInterval {
 				c.addf(p+".every", "%q is not a duration of at least 1s", s.Every)
 			}
 		}
 		if s.Timezone != "" {
-			if _, err := time.LoadLocation(s.Timezone); err != nil {
-				c.addf(p+".timezone", "unknown time zone %q", s.Timezone)
+			if _, err := schedule.LoadLocation(s.Timezone); err != nil {
+				c.addf(p+".timezone", "%s", strings.TrimPrefix(err.Error(), "timezone: "))
+			} else if strings.HasPrefix(s.Cron, "TZ=") || strings.HasPrefix(s.Cron, "CRON_TZ=") {
+				c.addf(p+".timezone", "the cron expression has a TZ= prefix too; give the zone once")
 			}
 		}
 		c.checkPriority(p+".priority", s.Priority)
@@ -310,9 +313,6 @@ func (c *checker) checkRuntime(rt *Runtime) {
 		}
 	}
 }
-
-// cronParser reads standard cron with optional seconds and descriptors (@hourly, @every 5m).
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 func (c *checker) checkPriority(path, p string) {
 	if p == "" {
@@ -375,6 +375,19 @@ func (c *checker) build(r *Recipe, l *Loader) {
 	if j.Priority != "" {
 		p, _ := spool.ParsePriority(j.Priority)
 		q.Priority = &p
+	}
+	if rt := r.Runtime.Rate; rt != nil {
+		per, _ := time.ParseDuration(rt.Per)
+		q.Rate = &queue.Rate{Limit: rt.Limit, Per: per, Burst: rt.Burst}
+	}
+	for _, s := range r.Runtime.Schedules {
+		rs := queue.RecipeSchedule{Name: s.Name, Cron: s.Cron, Every: s.Every, Timezone: s.Timezone,
+			Input: s.Input, Catchup: s.Catchup, Overlap: s.Overlap}
+		if s.Priority != "" {
+			p, _ := spool.ParsePriority(s.Priority)
+			rs.Priority = &p
+		}
+		q.Schedules = append(q.Schedules, rs)
 	}
 	if r.Enabled() && r.schema == nil {
 		q.ValidateInput = nil

@@ -84,7 +84,8 @@ type Runtime struct {
 	Job         JobDefaults        `yaml:"job" json:"job"`
 	Background  BackgroundDefaults `yaml:"background" json:"background"`
 	Concurrency Concurrency        `yaml:"concurrency" json:"concurrency"`
-	// Rate limits how often runs of the recipe's agent start (applied by the scheduler).
+	// Rate limits how often runs of the recipe start, on every node together (a token bucket
+	// held in the database).
 	Rate *Rate `yaml:"rate" json:"rate,omitempty"`
 	// Schedules start runs of the recipe on a cron expression or an interval.
 	Schedules []Schedule `yaml:"schedules" json:"schedules,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -523,5 +524,42 @@ func TestBundledExamplesAreExtracted(t *testing.T) {
 	got, bundled, err := recipe.Resolve("")
 	if err != nil || bundled || filepath.Base(got) != "recipes" {
 		t.Errorf("with ./recipes: Resolve = %s, %v, %v", got, bundled, err)
+	}
+}
+
+func TestRateAndSchedulesReachTheEngine(t *testing.T) {
+	t.Parallel()
+	r, ferr := loadOne(t, catRecipe+`runtime:
+  rate: {limit: 60, per: 1m, burst: 10}
+  schedules:
+    - {name: nightly, cron: "30 2 * * *", timezone: Europe/Berlin, priority: high, catchup: last, input: {q: 1}}
+    - {name: often, every: 15m, overlap: skip}
+`)
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	q := r.QueueRecipe()
+	if q.Rate == nil || q.Rate.Limit != 60 || q.Rate.Per != time.Minute || q.Rate.Burst != 10 {
+		t.Errorf("rate = %+v", q.Rate)
+	}
+	if len(q.Schedules) != 2 {
+		t.Fatalf("schedules = %+v", q.Schedules)
+	}
+	n, o := q.Schedules[0], q.Schedules[1]
+	if n.Name != "nightly" || n.Cron != "30 2 * * *" || n.Timezone != "Europe/Berlin" || n.Priority == nil ||
+		*n.Priority != spool.PriorityHigh || n.Catchup != "last" || string(n.Input) != `{"q":1}` {
+		t.Errorf("nightly = %+v", n)
+	}
+	if o.Every != "15m" || o.Overlap != "skip" || o.Priority != nil {
+		t.Errorf("often = %+v", o)
+	}
+	for _, bad := range []string{
+		`{name: a, cron: "0 0 30 2 *"}`,
+		`{name: a, cron: "@daily", timezone: Local}`,
+		`{name: a, cron: "TZ=UTC @daily", timezone: Europe/Berlin}`,
+	} {
+		if _, ferr := loadOne(t, catRecipe+"runtime:\n  schedules:\n    - "+bad+"\n"); ferr == nil {
+			t.Errorf("schedule %s loaded", bad)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ type Config struct {
 	MaxConcurrent int
 	// MaxPerAgent and MaxPerWorkspace limit running runs per group (0 = unlimited).
 	MaxPerAgent, MaxPerWorkspace int
+	// AgentRates and WorkspaceRates limit how often runs of an agent or workspace start
+	// (NAME "*": every one without its own rate).
+	AgentRates, WorkspaceRates map[string]queue.Rate
 	// MaxQueueSize refuses submits beyond this many queued and paused runs (0 = unlimited).
 	MaxQueueSize int
 	// DefaultTimeout bounds an attempt when neither the submit nor the recipe says.
@@ -157,6 +161,16 @@ var serverSettings = []setting{
 	{flag: "max-per-workspace", envs: []string{"SPOOL_MAX_PER_WORKSPACE"},
 		usage: "running runs at once per workspace (0 = unlimited)",
 		bind:  intFlag(func(c *Config) *int { return &c.MaxPerWorkspace })},
+	{flag: "rate-agent", envs: []string{"SPOOL_RATE_AGENT"},
+		usage: "rate limit of an agent, NAME=LIMIT/PER[:BURST] such as summarize=60/1m:10 (NAME * for every agent); repeat or separate with commas",
+		bind: func(fs *pflag.FlagSet, c *Config, name, usage string) {
+			fs.Var(&ratesValue{p: &c.AgentRates}, name, usage)
+		}},
+	{flag: "rate-workspace", envs: []string{"SPOOL_RATE_WORKSPACE"},
+		usage: "rate limit of a workspace, NAME=LIMIT/PER[:BURST] (NAME * for every workspace); repeat or separate with commas",
+		bind: func(fs *pflag.FlagSet, c *Config, name, usage string) {
+			fs.Var(&ratesValue{p: &c.WorkspaceRates}, name, usage)
+		}},
 	{flag: "max-queue-size", envs: []string{"SPOOL_MAX_QUEUE_SIZE"},
 		usage: "queued and paused runs beyond which submits are refused with 503 (0 = unlimited)",
 		bind:  intFlag(func(c *Config) *int { return &c.MaxQueueSize })},
@@ -296,6 +310,52 @@ func readConfigFile(path string, fs *pflag.FlagSet) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// ratesValue is a repeatable flag of NAME=LIMIT/PER[:BURST] rate limits; one value may hold
+// several, separated by commas (as environment variables and config files give them).
+type ratesValue struct {
+	p   *map[string]queue.Rate
+	set bool
+}
+
+func (r *ratesValue) String() string {
+	if r.p == nil || len(*r.p) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(*r.p))
+	for n := range *r.p {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + "=" + (*r.p)[n].String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r *ratesValue) Set(s string) error {
+	var pairs []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			pairs = append(pairs, p)
+		}
+	}
+	rates, err := queue.ParseRates(pairs)
+	if err != nil {
+		return err
+	}
+	if !r.set || *r.p == nil {
+		*r.p = map[string]queue.Rate{} // the first value replaces the default
+		r.set = true
+	}
+	for n, rate := range rates {
+		(*r.p)[n] = rate
+	}
+	return nil
+}
+
+func (r *ratesValue) Type() string { return "rates" }
 
 // durationValue is a flag holding a duration, written as a Go duration ("90s", "24h") or a
 // number of seconds. seconds makes its default print as seconds.

@@ -197,3 +197,29 @@ func TestNewLogger(t *testing.T) {
 		t.Error("xml log format accepted")
 	}
 }
+
+func TestRateFlags(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "spool.yaml")
+	os.WriteFile(file, []byte("rate-workspace: \"team=100/1h, *=1000/1h:50\"\n"), 0o600)
+	cfg, err := parse(t, false, []string{"--config", file, "--rate-agent", "summarize=60/1m:10", "--rate-agent", "scrape=10/s"},
+		map[string]string{"SPOOL_RATE_AGENT": "ignored=1/1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.AgentRates) != 2 || cfg.AgentRates["summarize"].String() != "60/1m:10" || cfg.AgentRates["scrape"].String() != "10/1s" {
+		t.Errorf("agent rates = %v", cfg.AgentRates)
+	}
+	if len(cfg.WorkspaceRates) != 2 || cfg.WorkspaceRates["team"].String() != "100/1h" || cfg.WorkspaceRates["*"].Burst != 50 {
+		t.Errorf("workspace rates = %v", cfg.WorkspaceRates)
+	}
+	cfg, err = parse(t, false, nil, map[string]string{"SPOOL_RATE_AGENT": "llm=3/1m"})
+	if err != nil || cfg.AgentRates["llm"].Limit != 3 || cfg.AgentRates["llm"].Per != time.Minute {
+		t.Errorf("env rates = %v, %v", cfg.AgentRates, err)
+	}
+	for _, bad := range []string{"llm", "llm=60", "llm=0/1m", "llm=60/soon", "llm=60/1m:0", "=1/1s"} {
+		if _, err := parse(t, false, []string{"--rate-agent", bad}, nil); err == nil {
+			t.Errorf("--rate-agent %q accepted", bad)
+		}
+	}
+}

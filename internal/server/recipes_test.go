@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Recipe files are served, a broken one is reported without hiding the others, and a
@@ -110,5 +111,84 @@ func TestMissingRecipeDirectoryIsAnError(t *testing.T) {
 	cfg.Recipes = filepath.Join(t.TempDir(), "nope")
 	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--recipes") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A recipe's runtime.schedules become schedules of the server, its runtime.rate paces its
+// runs, and a reload that drops the schedule deletes it.
+func TestRecipeSchedulesAndRate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "digest.yaml")
+	recipe := `name: digest
+kind: exec
+exec: {command: ["cat"]}
+runtime:
+  rate: {limit: 1, per: 1h}
+  schedules:
+    - {name: nightly, cron: "30 2 * * *", timezone: America/New_York, catchup: last}
+`
+	if err := os.WriteFile(file, []byte(recipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.NoRecipeDir = false
+	cfg.Recipes = dir
+	n := startNode(t, cfg)
+
+	var list struct {
+		Schedules []struct {
+			ID           string   `json:"id"`
+			Name         string   `json:"name"`
+			Source       string   `json:"source"`
+			Timezone     string   `json:"timezone"`
+			NextRunTimes []string `json:"next_run_times"`
+		} `json:"schedules"`
+	}
+	n.do("GET", "/api/v1/schedules", nil, &list)
+	if len(list.Schedules) != 1 || list.Schedules[0].Name != "digest:nightly" || list.Schedules[0].Source != "recipe" ||
+		list.Schedules[0].Timezone != "America/New_York" || len(list.Schedules[0].NextRunTimes) != 5 {
+		t.Fatalf("schedules = %+v", list)
+	}
+	if code := n.do("DELETE", "/api/v1/schedules/"+list.Schedules[0].ID, nil, nil); code != 409 {
+		t.Errorf("deleting a recipe's schedule answered %d, want 409", code)
+	}
+
+	// One run an hour: the second waits, rate-limited.
+	var first, second struct {
+		ID string `json:"job_id"`
+	}
+	n.do("POST", "/api/v1/runs", map[string]any{"recipe_name": "digest", "input": "a"}, &first)
+	n.do("POST", "/api/v1/runs", map[string]any{"recipe_name": "digest", "input": "b"}, &second)
+	var st struct {
+		RateLimited int `json:"rate_limited_count"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st.RateLimited != 1 && time.Now().Before(deadline) {
+		n.do("GET", "/api/v1/stats", nil, &st)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st.RateLimited != 1 {
+		t.Errorf("rate_limited_count = %d, want 1", st.RateLimited)
+	}
+	if _, body := n.get("/metrics"); !strings.Contains(body, "spool_runs_rate_limited 1") {
+		t.Errorf("/metrics lacks spool_runs_rate_limited 1")
+	}
+
+	// The schedule goes with the recipe.
+	if err := os.WriteFile(file, []byte(strings.Split(recipe, "  schedules:")[0]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.do("POST", "/api/v1/recipes/reload", nil, nil)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		n.do("GET", "/api/v1/schedules", nil, &list)
+		if len(list.Schedules) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the recipe's schedule is still there after the reload: %+v", list)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -180,6 +180,13 @@ func start(ctx context.Context, cfg Config, listen bool) (*Server, error) {
 	}
 
 	s.metrics.SetStats(func(ctx context.Context) (*spool.Stats, error) { return engine.Stats(ctx, "") })
+	s.metrics.SetRateStats(func(ctx context.Context) (int64, *time.Time, error) {
+		st, err := engine.TimeStats(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		return st.RateLimited, st.RateLimitedNextAt, nil
+	})
 	var uiHandler http.Handler
 	if cfg.UI {
 		uiHandler = ui.Handler(ui.Options{AuthRequired: tokens.Enabled(), Database: engine.DatabaseName()})
@@ -290,6 +297,7 @@ func engineConfig(cfg Config, log *slog.Logger) queue.Config {
 	if cfg.MaxConcurrent <= 0 {
 		ec.Limits.Global = -1 // unlimited
 	}
+	ec.AgentRates, ec.WorkspaceRates = cfg.AgentRates, cfg.WorkspaceRates
 	ec.Limits.PerAgent = max(cfg.MaxPerAgent, 0)
 	ec.Limits.PerWorkspace = max(cfg.MaxPerWorkspace, 0)
 	ec.MaxQueueSize = cfg.MaxQueueSize

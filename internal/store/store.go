@@ -100,6 +100,9 @@ type Store interface {
 	// NodeHeartbeat records that a node is alive; NodeList lists nodes seen recently.
 	NodeHeartbeat(ctx context.Context, n *Node) error
 	NodeList(ctx context.Context) ([]*Node, error)
+
+	// Schedules, rate-limit buckets and holds (see time.go).
+	TimeStore
 }
 
 // Listener is implemented by drivers that can wake other nodes (PostgreSQL). The driver

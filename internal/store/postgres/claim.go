@@ -13,27 +13,32 @@ import (
 )
 
 // sessionHead keeps runs without a session, and the head of each session: its earliest
-// queued run, when no run of the session is running. Sessions are keyed by session_id alone.
+// queued run, when no run of the session is running. A session is a session_id within a
+// workspace.
 const sessionHead = `(r.session_id = '' OR NOT EXISTS (
 	SELECT 1 FROM runs o
-	WHERE o.session_id = r.session_id AND o.session_id <> '' AND o.state IN ('queued', 'running')
-		AND (o.state = 'running' OR o.seq < r.seq)))`
+	WHERE o.workspace = r.workspace AND o.session_id = r.session_id AND o.session_id <> ''
+		AND o.state IN ('queued', 'running') AND (o.state = 'running' OR o.seq < r.seq)))`
 
 // candidatesSQL reads claimable runs in claim order, $5 at most: available ($1), outside the
-// excluded agents ($2) and workspaces ($3), not yet picked ($4), session heads. It examines
-// at most $6 queued runs (the first in claim order) and returns how many it examined (n; id
-// is NULL when none qualified): when a full group's backlog fills that budget, the claim
+// excluded agents ($2), workspaces ($3) and recipes ($7), not yet picked ($4), session heads.
+// Exclusions apply while the queue is read (hashed, so a long list of full or rate-limited
+// groups costs one lookup per run), so an excluded group's backlog does not use up the
+// budget: it examines at most $6 queued runs of the other groups (the first in claim order)
+// and returns how many it examined (n; id is NULL when none qualified). When that budget
+// fills without enough candidates (runs of busy sessions, runs picked already), the claim
 // reads group by group instead (groupCandidatesSQL).
 const candidatesSQL = `WITH scan AS MATERIALIZED (
-	SELECT id, agent, workspace, session_id, priority, seq, available_at FROM runs
-	WHERE state = 'queued' ORDER BY priority DESC, seq LIMIT $6
+	SELECT id, recipe, agent, workspace, session_id, priority, seq, available_at FROM runs
+	WHERE state = 'queued' AND agent NOT IN (SELECT unnest($2::text[]))
+		AND workspace NOT IN (SELECT unnest($3::text[])) AND recipe NOT IN (SELECT unnest($7::text[]))
+	ORDER BY priority DESC, seq LIMIT $6
 )
-SELECT c.id, c.agent, c.workspace, c.session_id, s.n
+SELECT c.id, c.recipe, c.agent, c.workspace, c.session_id, s.n
 FROM (SELECT count(*) AS n FROM scan) s
 LEFT JOIN LATERAL (
-	SELECT id, agent, workspace, session_id, priority, seq FROM scan r
-	WHERE available_at <= $1 AND agent <> ALL($2::text[]) AND workspace <> ALL($3::text[])
-		AND id <> ALL($4::text[]) AND ` + sessionHead + `
+	SELECT id, recipe, agent, workspace, session_id, priority, seq FROM scan r
+	WHERE available_at <= $1 AND id <> ALL($4::text[]) AND ` + sessionHead + `
 	ORDER BY priority DESC, seq LIMIT $5
 ) c ON true
 ORDER BY c.priority DESC, c.seq`
@@ -42,7 +47,7 @@ ORDER BY c.priority DESC, c.seq`
 // workspace) groups that have queued runs with a loose index scan (one index descent per
 // group), skips the excluded ones, takes the first $5 candidates of each other group from
 // runs_claim_group and merges them. Its cost follows the number of groups, not the length of
-// a full group's backlog.
+// a full group's backlog. Excluded recipes ($6) are filtered within each group.
 const groupCandidatesSQL = `WITH RECURSIVE g AS (
 	(SELECT agent, workspace FROM runs WHERE state = 'queued' ORDER BY agent, workspace LIMIT 1)
 	UNION ALL
@@ -51,11 +56,11 @@ const groupCandidatesSQL = `WITH RECURSIVE g AS (
 		WHERE state = 'queued' AND (agent, workspace) > (g.agent, g.workspace)
 		ORDER BY agent, workspace LIMIT 1) x
 )
-SELECT c.id, c.agent, c.workspace, c.session_id, 0::bigint
+SELECT c.id, c.recipe, c.agent, c.workspace, c.session_id, 0::bigint
 FROM g CROSS JOIN LATERAL (
-	SELECT id, agent, workspace, session_id, priority, seq FROM runs r
+	SELECT id, recipe, agent, workspace, session_id, priority, seq FROM runs r
 	WHERE r.state = 'queued' AND r.agent = g.agent AND r.workspace = g.workspace
-		AND r.available_at <= $1 AND r.id <> ALL($4::text[]) AND ` + sessionHead + `
+		AND r.available_at <= $1 AND r.recipe <> ALL($6::text[]) AND r.id <> ALL($4::text[]) AND ` + sessionHead + `
 	ORDER BY priority DESC, seq LIMIT $5
 ) c
 WHERE g.agent <> ALL($2::text[]) AND g.workspace <> ALL($3::text[])
@@ -75,7 +80,9 @@ RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE
 // a claim sees include every run any node has started, and no two claims can both take the
 // last free slot of a group. Runs held by dead nodes keep counting until the rescuer ends
 // them. Candidates are read in claim order with full groups excluded in SQL, so a full
-// group's backlog never hides the runs of other groups.
+// group's backlog never hides the runs of other groups. Rate-limit buckets and holds live in
+// rate_buckets and are read and written under the same lock, so they hold across nodes;
+// empty or held groups are excluded in SQL like full ones.
 func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	if p.Max <= 0 {
 		return nil, nil
@@ -94,18 +101,29 @@ func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store
 		if want == 0 {
 			return nil
 		}
+		bk, err := loadBuckets(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if p.Result != nil {
+				p.Result.NextAt = bk.NextAt()
+			}
+		}()
 		picked := make([]string, 0, want) // never nil: a NULL array would exclude every run
 		for len(picked) < want {
 			limit := min(2*(want-len(picked))+8, 1000)
 			budget := 4*limit + 256
-			exAgents, exWorkspaces := c.excludedAgents(), c.excludedWorkspaces()
-			cands, scanned, err := readCandidates(ctx, tx, candidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, budget)
+			exAgents := append(c.excludedAgents(), bk.Blocked(store.RateAgent)...)
+			exWorkspaces := append(c.excludedWorkspaces(), bk.Blocked(store.RateWorkspace)...)
+			exRecipes := bk.Blocked(store.RateRecipe)
+			cands, scanned, err := readCandidates(ctx, tx, candidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, budget, exRecipes)
 			if err != nil {
 				return err
 			}
 			if len(cands) < limit && scanned == budget {
 				// A full or held group's backlog filled the budget: go group by group.
-				cands, _, err = readCandidates(ctx, tx, groupCandidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit)
+				cands, _, err = readCandidates(ctx, tx, groupCandidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, exRecipes)
 				if err != nil {
 					return err
 				}
@@ -115,19 +133,28 @@ func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store
 				if len(picked) == want {
 					break
 				}
-				if c.admit(cd) {
+				if c.fits(cd) && bk.Admit(cd.Agent, cd.Workspace, cd.Recipe) {
+					c.take(cd)
 					picked = append(picked, cd.ID)
 				}
 			}
 			// Fewer candidates than asked for: every eligible run was seen. Otherwise some
-			// groups may have filled up while others wait beyond the limit: look again with
-			// the full groups excluded.
-			if len(cands) < limit || len(picked) == before {
+			// groups may have filled up (or run out of tokens) while others wait beyond the
+			// limit: look again with them excluded.
+			if len(cands) < limit {
+				break
+			}
+			if len(picked) == before && len(exAgents)+len(exWorkspaces)+len(exRecipes) ==
+				len(c.excludedAgents())+len(bk.Blocked(store.RateAgent))+len(c.excludedWorkspaces())+
+					len(bk.Blocked(store.RateWorkspace))+len(bk.Blocked(store.RateRecipe)) {
 				break
 			}
 		}
 		if len(picked) == 0 {
 			return nil
+		}
+		if err := storeBuckets(ctx, tx, bk.Dirty()); err != nil {
+			return err
 		}
 		rows, err := tx.Query(ctx, startRunsSQL, picked, p.Now, p.Node, p.LeaseUntil)
 		if err != nil {
@@ -182,15 +209,15 @@ func readCandidates(ctx context.Context, tx pgx.Tx, query string, args ...any) (
 	)
 	for rows.Next() {
 		var (
-			id, agent, ws, session *string
-			n                      int64
+			id, recipe, agent, ws, session *string
+			n                              int64
 		)
-		if err := rows.Scan(&id, &agent, &ws, &session, &n); err != nil {
+		if err := rows.Scan(&id, &recipe, &agent, &ws, &session, &n); err != nil {
 			return nil, 0, err
 		}
 		scanned = int(n)
 		if id != nil {
-			cands = append(cands, candidate{ID: *id, Agent: *agent, Workspace: *ws, SessionID: *session})
+			cands = append(cands, candidate{ID: *id, Recipe: *recipe, Agent: *agent, Workspace: *ws, SessionID: *session})
 		}
 	}
 	return cands, scanned, rows.Err()
@@ -199,6 +226,7 @@ func readCandidates(ctx context.Context, tx pgx.Tx, query string, args ...any) (
 // candidate is a claimable run as the claim queries return it.
 type candidate struct {
 	ID        string
+	Recipe    string
 	Agent     string
 	Workspace string
 	SessionID string
@@ -207,17 +235,15 @@ type candidate struct {
 // counts are the running runs by group during one claim, including the runs it picked.
 type counts struct {
 	limits      spool.Limits
-	held        []string
 	total       int
 	byAgent     map[string]int
 	byWorkspace map[string]int
-	sessions    map[string]bool // sessions given a run by this claim
+	sessions    map[string]bool // sessions (workspace \x1f session_id) given a run by this claim
 }
 
 func loadCounts(ctx context.Context, tx pgx.Tx, p *store.RunClaimParams) (*counts, error) {
 	c := &counts{
 		limits:      p.Limits,
-		held:        p.HeldAgents,
 		byAgent:     map[string]int{},
 		byWorkspace: map[string]int{},
 		sessions:    map[string]bool{},
@@ -267,9 +293,9 @@ func (c *counts) workspaceFull(ws string) bool {
 	return l > 0 && c.byWorkspace[ws] >= l
 }
 
-// excludedAgents lists the agents that cannot start a run now: held or full.
+// excludedAgents lists the agents that cannot start a run now: full.
 func (c *counts) excludedAgents() []string {
-	out := append([]string{}, c.held...)
+	out := []string{}
 	for a := range c.byAgent {
 		if c.agentFull(a) {
 			out = append(out, a)
@@ -288,19 +314,17 @@ func (c *counts) excludedWorkspaces() []string {
 	return out
 }
 
-// admit counts cd as started if every limit it falls under has room.
-func (c *counts) admit(cd candidate) bool {
-	if c.agentFull(cd.Agent) || c.workspaceFull(cd.Workspace) || slices.Contains(c.held, cd.Agent) {
-		return false
-	}
+// fits reports whether every concurrency limit cd falls under has room.
+func (c *counts) fits(cd candidate) bool {
+	return !c.agentFull(cd.Agent) && !c.workspaceFull(cd.Workspace) && (cd.SessionID == "" || !c.sessions[cd.Workspace+"\x1f"+cd.SessionID])
+}
+
+// take counts cd as started.
+func (c *counts) take(cd candidate) {
 	if cd.SessionID != "" {
-		if c.sessions[cd.SessionID] {
-			return false
-		}
-		c.sessions[cd.SessionID] = true
+		c.sessions[cd.Workspace+"\x1f"+cd.SessionID] = true
 	}
 	c.total++
 	c.byAgent[cd.Agent]++
 	c.byWorkspace[cd.Workspace]++
-	return true
 }

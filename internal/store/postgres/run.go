@@ -529,19 +529,12 @@ func (s *Store) RunClear(ctx context.Context, p *store.RunClearParams) (int64, e
 			return " AND " + strings.Join(conds, " AND ")
 		}
 		if p.All {
-			args := []any{now}
+			// Queued runs first, running ones second: a run that a claim starts between the
+			// two statements is no longer queued for the first and is running for the second
+			// (each statement reads the runs committed when it starts).
+			var args []any
 			cond := scope("created_at", &args)
-			ids, err := collectStrings(tx.Query(ctx, `UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, $1),
-				purge_on_finish = true WHERE state = 'running'`+cond+` RETURNING id`, args...))
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				n.cancel(id)
-			}
-			args = nil
-			cond = scope("created_at", &args)
-			ids, err = collectStrings(tx.Query(ctx, `WITH d AS (
+			ids, err := collectStrings(tx.Query(ctx, `WITH d AS (
 				DELETE FROM runs WHERE state IN ('queued', 'scheduled', 'paused')`+cond+` RETURNING id
 			), e AS (
 				DELETE FROM events WHERE run_id IN (SELECT id FROM d)
@@ -554,6 +547,16 @@ func (s *Store) RunClear(ctx context.Context, p *store.RunClearParams) (int64, e
 				n.finish(id)
 			}
 			deleted += int64(len(ids))
+			args = []any{now}
+			cond = scope("created_at", &args)
+			ids, err = collectStrings(tx.Query(ctx, `UPDATE runs SET cancel_requested_at = coalesce(cancel_requested_at, $1),
+				purge_on_finish = true WHERE state = 'running'`+cond+` RETURNING id`, args...))
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				n.cancel(id)
+			}
 		}
 		var args []any
 		cond := scope("completed_at", &args)

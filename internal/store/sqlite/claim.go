@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spool-run/spool"
@@ -42,8 +43,8 @@ WHERE state = 'running' AND session_id > ''`
 			AND e.session_id = r.session_id AND e.seq < r.seq)))`
 
 	// sqlClaimScan: ?1 now, ?2 excluded agents, ?3 excluded workspaces, ?4 busy sessions,
-	// ?5 limit.
-	sqlClaimScan = `SELECT r.seq, r.priority, r.agent, r.workspace, r.session_id
+	// ?5 limit. (No recipe: runs_claim covers every column read here.)
+	sqlClaimScan = `SELECT r.seq, r.priority, r.agent, r.workspace, r.session_id, ''
 FROM runs AS r INDEXED BY runs_claim
 WHERE r.state = 'queued' AND r.available_at <= ?1
 	AND r.agent NOT IN (SELECT value FROM json_each(?2))
@@ -52,10 +53,24 @@ WHERE r.state = 'queued' AND r.available_at <= ?1
 ORDER BY r.priority DESC, r.seq
 LIMIT ?5`
 
-	// sqlClaimGroup: ?1 now, ?2 agent, ?3 workspace, ?4 busy sessions, ?5 limit.
-	sqlClaimGroup = `SELECT r.seq, r.priority, r.agent, r.workspace, r.session_id
+	// sqlClaimScanRecipes is sqlClaimScan when recipes have rate limits: it reads each run's
+	// recipe (from the table) and skips the recipes in ?6.
+	sqlClaimScanRecipes = `SELECT r.seq, r.priority, r.agent, r.workspace, r.session_id, r.recipe
+FROM runs AS r INDEXED BY runs_claim
+WHERE r.state = 'queued' AND r.available_at <= ?1
+	AND r.agent NOT IN (SELECT value FROM json_each(?2))
+	AND r.workspace NOT IN (SELECT value FROM json_each(?3))
+	AND r.recipe NOT IN (SELECT value FROM json_each(?6))
+	AND ` + claimSessionFilter + `
+ORDER BY r.priority DESC, r.seq
+LIMIT ?5`
+
+	// sqlClaimGroup: ?1 now, ?2 agent, ?3 workspace, ?4 busy sessions, ?5 limit, ?6
+	// excluded recipes.
+	sqlClaimGroup = `SELECT r.seq, r.priority, r.agent, r.workspace, r.session_id, r.recipe
 FROM runs AS r INDEXED BY runs_claim_group
 WHERE r.state = 'queued' AND r.agent = ?2 AND r.workspace = ?3 AND r.available_at <= ?1
+	AND r.recipe NOT IN (SELECT value FROM json_each(?6))
 	AND ` + claimSessionFilter + `
 ORDER BY r.priority DESC, r.seq
 LIMIT ?5`
@@ -74,11 +89,13 @@ type claimCand struct {
 	agent     string
 	workspace string
 	session   string
+	recipe    string // set only when recipes have rate limits
 }
 
 type group struct{ agent, workspace string }
 
-// RunClaim starts up to p.Max queued runs on p.Node in one transaction.
+// RunClaim starts up to p.Max queued runs on p.Node in one transaction, honouring the
+// concurrency limits, p.Rates (token buckets stored in rate_buckets) and holds.
 func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	if p.Max <= 0 {
 		return nil, nil
@@ -104,7 +121,11 @@ type claimer struct {
 	queued       map[group]int64
 	exclAgent    map[string]bool
 	exclWS       map[string]bool
+	exclRecipe   map[string]bool
 	busy         map[string]bool
+	// buckets applies rate limits and holds; recipeRates says whether recipes have any.
+	buckets     *store.Buckets
+	recipeRates bool
 	// fetch is how many rows the group plan asks a group for, grown for groups that
 	// limited the previous round.
 	fetch map[group]int
@@ -144,8 +165,11 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	c := &claimer{
 		p: p, now: micros(now), room: p.Max,
 		runAgent: map[string]int{}, runWorkspace: map[string]int{}, queued: map[group]int64{},
-		exclAgent: map[string]bool{}, exclWS: map[string]bool{}, busy: map[string]bool{},
-		fetch: map[group]int{},
+		exclAgent: map[string]bool{}, exclWS: map[string]bool{}, exclRecipe: map[string]bool{},
+		busy: map[string]bool{}, fetch: map[group]int{},
+	}
+	for k := range p.Rates {
+		c.recipeRates = c.recipeRates || strings.HasPrefix(k, store.RateRecipe+":")
 	}
 	if err := tx.flushStats(); err != nil {
 		return nil, err
@@ -183,9 +207,18 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	if c.room <= 0 || queued == 0 {
 		return nil, nil
 	}
-	for _, a := range p.HeldAgents {
-		c.exclAgent[a] = true
+	bp := *p
+	bp.Now = now
+	c.buckets, err = loadBuckets(func(q string, args ...any) (rowsScanner, error) { return tx.query(q, args...) }, &bp)
+	if err != nil {
+		return nil, err
 	}
+	defer func() {
+		if p.Result != nil {
+			p.Result.NextAt = c.buckets.NextAt()
+		}
+	}()
+	c.excludeBlocked()
 	for a, n := range c.runAgent {
 		if lim := c.agentLimit(a); lim > 0 && n >= lim {
 			c.exclAgent[a] = true
@@ -248,8 +281,13 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 			if c.room == 0 || (frontier != nil && before(*frontier, cand)) {
 				break
 			}
-			if c.excluded(group{cand.agent, cand.workspace}) || (cand.session != "" && c.busy[sessionKey(cand.workspace, cand.session)]) {
+			if c.excluded(group{cand.agent, cand.workspace}) || c.exclRecipe[cand.recipe] ||
+				(cand.session != "" && c.busy[sessionKey(cand.workspace, cand.session)]) {
 				continue // filled by a run picked earlier in this claim
+			}
+			if !c.buckets.Admit(cand.agent, cand.workspace, cand.recipe) {
+				c.excludeBlocked() // a bucket ran out during this claim
+				continue
 			}
 			c.take(cand)
 			picked = append(picked, cand)
@@ -265,15 +303,42 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 			break
 		}
 	}
+	if len(out) > 0 {
+		if err := storeBuckets(tx, c.buckets.Dirty()); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// excludeBlocked excludes the agents, workspaces and recipes whose bucket is empty or held.
+func (c *claimer) excludeBlocked() {
+	for _, a := range c.buckets.Blocked(store.RateAgent) {
+		c.exclAgent[a] = true
+	}
+	for _, w := range c.buckets.Blocked(store.RateWorkspace) {
+		c.exclWS[w] = true
+	}
+	for _, r := range c.buckets.Blocked(store.RateRecipe) {
+		c.exclRecipe[r] = true
+	}
 }
 
 // fetchScan reads candidates in claim order from runs_claim, skipping excluded groups and
 // sessions inside the index.
 func (c *claimer) fetchScan(tx *wtx) ([]claimCand, bool, error) {
 	limit := c.room + claimSlack
-	rows, err := tx.query(sqlClaimScan, c.now, jsonList(keys(c.exclAgent)), jsonList(keys(c.exclWS)),
-		jsonList(keys(c.busy)), limit)
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if c.recipeRates {
+		rows, err = tx.query(sqlClaimScanRecipes, c.now, jsonList(keys(c.exclAgent)), jsonList(keys(c.exclWS)),
+			jsonList(keys(c.busy)), limit, jsonList(keys(c.exclRecipe)))
+	} else {
+		rows, err = tx.query(sqlClaimScan, c.now, jsonList(keys(c.exclAgent)), jsonList(keys(c.exclWS)),
+			jsonList(keys(c.busy)), limit)
+	}
 	cands, err := scanCands(rows, err)
 	return cands, len(cands) < limit, err
 }
@@ -284,6 +349,7 @@ func (c *claimer) fetchScan(tx *wtx) ([]claimCand, bool, error) {
 // for more rows).
 func (c *claimer) fetchByGroup(tx *wtx, eligible []group) (cands []claimCand, frontier *claimCand, exhausted bool, err error) {
 	busy := jsonList(keys(c.busy))
+	recipes := jsonList(keys(c.exclRecipe))
 	exhausted = true
 	var frontierGroup group
 	share := (c.room+len(eligible)-1)/len(eligible) + claimSlack
@@ -295,7 +361,7 @@ func (c *claimer) fetchByGroup(tx *wtx, eligible []group) (cands []claimCand, fr
 		if lim := c.p.Limits.PerWorkspace; lim > 0 {
 			limit = min(limit, lim-c.runWorkspace[g.workspace]+claimSlack)
 		}
-		rows, err := tx.query(sqlClaimGroup, c.now, g.agent, g.workspace, busy, limit)
+		rows, err := tx.query(sqlClaimGroup, c.now, g.agent, g.workspace, busy, limit, recipes)
 		got, err := scanCands(rows, err)
 		if err != nil {
 			return nil, nil, false, err
@@ -331,7 +397,7 @@ func scanCands(rows *sql.Rows, err error) ([]claimCand, error) {
 	var out []claimCand
 	for rows.Next() {
 		var cand claimCand
-		if err := rows.Scan(&cand.seq, &cand.priority, &cand.agent, &cand.workspace, &cand.session); err != nil {
+		if err := rows.Scan(&cand.seq, &cand.priority, &cand.agent, &cand.workspace, &cand.session, &cand.recipe); err != nil {
 			return nil, err
 		}
 		out = append(out, cand)

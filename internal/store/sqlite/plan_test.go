@@ -24,7 +24,12 @@ func TestQueryPlans(t *testing.T) {
 		not   []string
 	}{
 		{"claim scan", sqlClaimScan, 5, []string{"SCAN r USING COVERING INDEX runs_claim", "runs_session_queue (workspace=? AND session_id=? AND seq<?)"}, []string{"TEMP B-TREE"}},
-		{"claim group", sqlClaimGroup, 5, []string{"SEARCH r USING INDEX runs_claim_group (agent=? AND workspace=?)"}, []string{"TEMP B-TREE"}},
+		{"claim scan with recipe rates", sqlClaimScanRecipes, 6, []string{"SCAN r USING INDEX runs_claim", "runs_session_queue (workspace=? AND session_id=? AND seq<?)"}, []string{"TEMP B-TREE"}},
+		{"claim group", sqlClaimGroup, 6, []string{"SEARCH r USING INDEX runs_claim_group (agent=? AND workspace=?)"}, []string{"TEMP B-TREE"}},
+		{"due schedules", `SELECT ` + scheduleColumns + ` FROM schedules INDEXED BY schedules_due
+			WHERE paused = 0 AND next_at IS NOT NULL AND next_at <= ? ORDER BY next_at LIMIT ?`, 2, []string{"SEARCH schedules USING INDEX schedules_due"}, []string{"TEMP B-TREE"}},
+		{"tick exists", sqlTickExists, 2, []string{"runs_schedule_tick (schedule_id=? AND scheduled_for=?)"}, nil},
+		{"schedule active", sqlScheduleActive, 1, []string{"runs_schedule_active (schedule_id=?)"}, nil},
 		{"claim update", sqlClaimUpdate, 4, []string{"USING INTEGER PRIMARY KEY (rowid=?)"}, nil},
 		{"status events", sqlStatusEvents, 2, []string{"USING INTEGER PRIMARY KEY (rowid=?)", "SEARCH e USING PRIMARY KEY (run_id=?)"}, nil},
 		{"finish", sqlFinishTerminal, 13, []string{"USING INDEX sqlite_autoindex_runs_1 (id=?)"}, nil},

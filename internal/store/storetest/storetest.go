@@ -69,6 +69,18 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) sto
 		{"WebhookClaimConcurrent", testWebhookClaimConcurrent},
 		{"Limits", testLimits},
 		{"Nodes", testNodes},
+		{"ScheduleUpsertGetList", testScheduleUpsertGetList},
+		{"ScheduleUpsertKeepsNextTick", testScheduleUpsertKeepsNextTick},
+		{"SchedulePauseResumeDelete", testSchedulePauseResumeDelete},
+		{"ScheduleDueAndNextWake", testScheduleDueAndNextWake},
+		{"ScheduleFire", testScheduleFire},
+		{"ScheduleFireRace", testScheduleFireRace},
+		{"ScheduleFireOverlapSkip", testScheduleFireOverlapSkip},
+		{"ScheduleTrigger", testScheduleTrigger},
+		{"ClaimRateLimit", testClaimRateLimit},
+		{"ClaimRateLimitKinds", testClaimRateLimitKinds},
+		{"ClaimRateLimitConcurrent", testClaimRateLimitConcurrent},
+		{"RateHold", testRateHold},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

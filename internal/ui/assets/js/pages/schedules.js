@@ -1,5 +1,6 @@
-// Schedules: runs started on a cron expression or an interval. Until the server has the
-// schedules API (/api/v1/schedules answers 404), the page says there are none.
+// Schedules: runs started on a cron expression or an interval (GET /api/v1/schedules answers
+// {schedules: [{id, name, recipe_name, cron | every, timezone, next_run_at, last_run_at,
+// last_run_id, paused}]}). A server without the schedules API (404) shows there are none.
 import { api, poll, ApiError } from '../api.js';
 import { h, replace, link, code, emptyState, errorBox } from '../dom.js';
 import { timeEl } from '../format.js';
@@ -31,7 +32,7 @@ export async function schedulesPage(main, ctx) {
     replace(body, h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
       h('thead', {}, h('tr', {}, ['Schedule', 'Recipe', 'When', 'Next run', 'Last run', 'State'].map((c) => h('th', { scope: 'col', text: c })))),
       h('tbody', {}, list.map((s) => h('tr', {},
-        h('td', {}, code(s.id || s.name || '')),
+        h('td', { title: s.id || '' }, code(s.name || s.id || '')),
         h('td', {}, s.recipe_name || s.recipe ? link('/recipes/' + encodeURIComponent(s.recipe_name || s.recipe), s.recipe_name || s.recipe) : '—'),
         h('td', {}, code(s.cron || (s.every ? 'every ' + s.every : '') || '—'), s.timezone ? h('span', { class: 'muted', text: ' ' + s.timezone }) : null),
         h('td', {}, timeEl(s.next_run_at || s.next_at)),

@@ -1,0 +1,236 @@
+package store
+
+import (
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// tokenEpsilon absorbs floating-point error: a bucket refilled to 0.9999999999 by its
+// NextAt holds a token.
+const tokenEpsilon = 1e-9
+
+// RateFor returns the rate of one agent, workspace or recipe: its own, else its kind's
+// default ("agent:*"), and whether there is one.
+func RateFor(rates map[string]Rate, kind, name string) (Rate, bool) {
+	if r, ok := rates[RateKey(kind, name)]; ok && r.Limit > 0 && r.Per > 0 {
+		return r, true
+	}
+	if r, ok := rates[RateKey(kind, "*")]; ok && r.Limit > 0 && r.Per > 0 {
+		return r, true
+	}
+	return Rate{}, false
+}
+
+// rateOfKey returns the rate that applies to a bucket key.
+func rateOfKey(rates map[string]Rate, key string) (Rate, bool) {
+	kind, name, ok := strings.Cut(key, ":")
+	if !ok {
+		return Rate{}, false
+	}
+	return RateFor(rates, kind, name)
+}
+
+// TokensAt returns the tokens of a bucket of rate r that held tokens at updated, refilled
+// until now and capped at the capacity.
+func (r Rate) TokensAt(tokens float64, updated, now time.Time) float64 {
+	if now.After(updated) {
+		tokens += float64(now.Sub(updated)) / float64(r.Interval())
+	}
+	return math.Min(tokens, r.Capacity())
+}
+
+// NextToken returns when a bucket holding tokens at now holds one token (now if it does).
+func (r Rate) NextToken(tokens float64, now time.Time) time.Time {
+	if tokens >= 1-tokenEpsilon {
+		return now
+	}
+	d := time.Duration(math.Ceil((1 - tokens) * float64(r.Interval())))
+	return now.Add(d.Truncate(time.Microsecond) + time.Microsecond)
+}
+
+// FullAt returns when a bucket holding tokens at now is full again.
+func (r Rate) FullAt(tokens float64, now time.Time) time.Time {
+	return now.Add(time.Duration(math.Max(r.Capacity()-tokens, 0) * float64(r.Interval())))
+}
+
+// BucketRow is a stored bucket as drivers read and write it.
+type BucketRow struct {
+	Key       string
+	Tokens    float64
+	UpdatedAt time.Time
+	// FullAt at or before now means the bucket is full, whatever Tokens says.
+	FullAt    time.Time
+	HeldUntil *time.Time
+}
+
+// Buckets applies rate limits and holds during one claim: drivers load the stored buckets
+// that are not full or are held, ask Admit for each candidate run in claim order, and write
+// back Dirty. Every driver shares it, so limits mean the same on SQLite and PostgreSQL.
+type Buckets struct {
+	rates  map[string]Rate
+	now    time.Time
+	tokens map[string]float64   // buckets not full, at now
+	held   map[string]time.Time // holds in force
+	local  map[string]bool      // holds known to the node only (RunClaimParams.HeldAgents)
+	dirty  map[string]bool
+}
+
+// NewBuckets starts the bucket accounting of one claim at now.
+func NewBuckets(rates map[string]Rate, now time.Time) *Buckets {
+	return &Buckets{rates: rates, now: now, tokens: map[string]float64{}, held: map[string]time.Time{},
+		local: map[string]bool{}, dirty: map[string]bool{}}
+}
+
+// Load adds a stored bucket.
+func (b *Buckets) Load(row BucketRow) {
+	if row.HeldUntil != nil && row.HeldUntil.After(b.now) {
+		b.held[row.Key] = *row.HeldUntil
+	}
+	r, ok := rateOfKey(b.rates, row.Key)
+	if !ok || !row.FullAt.After(b.now) {
+		return
+	}
+	b.tokens[row.Key] = r.TokensAt(row.Tokens, row.UpdatedAt, b.now)
+}
+
+// HoldLocal blocks key during this claim: a hold the node knows of and times itself
+// (RunClaimParams.HeldAgents). It does not count for NextAt.
+func (b *Buckets) HoldLocal(key string) { b.local[key] = true }
+
+func (b *Buckets) tokensOf(key string, r Rate) float64 {
+	if t, ok := b.tokens[key]; ok {
+		return t
+	}
+	return r.Capacity()
+}
+
+// blocked reports whether key is held or its bucket is empty.
+func (b *Buckets) blocked(kind, name string) bool {
+	key := RateKey(kind, name)
+	if _, ok := b.held[key]; ok || b.local[key] {
+		return true
+	}
+	r, ok := RateFor(b.rates, kind, name)
+	return ok && b.tokensOf(key, r) < 1-tokenEpsilon
+}
+
+// Admit reports whether a run of agent, workspace and recipe may start now, and if so takes
+// a token from each of its buckets.
+func (b *Buckets) Admit(agent, workspace, recipe string) bool {
+	groups := [3][2]string{{RateAgent, agent}, {RateWorkspace, workspace}, {RateRecipe, recipe}}
+	for _, g := range groups {
+		if b.blocked(g[0], g[1]) {
+			return false
+		}
+	}
+	for _, g := range groups {
+		if r, ok := RateFor(b.rates, g[0], g[1]); ok {
+			key := RateKey(g[0], g[1])
+			b.tokens[key] = b.tokensOf(key, r) - 1
+			b.dirty[key] = true
+		}
+	}
+	return true
+}
+
+// Blocked lists the names of kind whose bucket is empty or held, for drivers to exclude
+// their runs in SQL, sorted.
+func (b *Buckets) Blocked(kind string) []string {
+	out := []string{}
+	seen := map[string]bool{}
+	add := func(key string) {
+		k, name, _ := strings.Cut(key, ":")
+		if k == kind && name != "*" && !seen[name] && b.blocked(k, name) {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for key := range b.held {
+		add(key)
+	}
+	for key := range b.local {
+		add(key)
+	}
+	for key := range b.tokens {
+		add(key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Dirty returns the buckets that Admit changed, to store: tokens at now and when each is
+// full again.
+func (b *Buckets) Dirty() []BucketRow {
+	out := make([]BucketRow, 0, len(b.dirty))
+	for key := range b.dirty {
+		r, _ := rateOfKey(b.rates, key)
+		t := b.tokens[key]
+		out = append(out, BucketRow{Key: key, Tokens: t, UpdatedAt: b.now, FullAt: r.FullAt(t, b.now)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// NextAt returns the earliest time at which an empty or held bucket has a token again;
+// zero when none is empty or held.
+func (b *Buckets) NextAt() time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for key, t := range b.tokens {
+		if t < 1-tokenEpsilon {
+			r, _ := rateOfKey(b.rates, key)
+			at := r.NextToken(t, b.now)
+			if h, ok := b.held[key]; ok && h.After(at) {
+				at = h
+			}
+			consider(at)
+		}
+	}
+	for key, h := range b.held {
+		if t, ok := b.tokens[key]; ok && t < 1-tokenEpsilon {
+			continue // counted above
+		}
+		consider(h)
+	}
+	return next
+}
+
+// States describes the buckets that are empty or held, for stats.
+func (b *Buckets) States() []*RateState {
+	var out []*RateState
+	keys := map[string]bool{}
+	for key := range b.held {
+		keys[key] = true
+	}
+	for key, t := range b.tokens {
+		if t < 1-tokenEpsilon {
+			keys[key] = true
+		}
+	}
+	for key := range keys {
+		st := &RateState{Key: key, NextAt: b.now}
+		r, ok := rateOfKey(b.rates, key)
+		if ok {
+			st.Tokens = b.tokensOf(key, r)
+			st.NextAt = r.NextToken(st.Tokens, b.now)
+		} else {
+			st.Tokens = 1
+		}
+		if h, held := b.held[key]; held {
+			h := h
+			st.HeldUntil = &h
+			if h.After(st.NextAt) {
+				st.NextAt = h
+			}
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
