@@ -99,7 +99,7 @@ func (e *Engine) sweep(ctx context.Context) {
 	if e.cfg.Retention <= 0 {
 		return
 	}
-	n, err := e.store.RunClear(ctx, &store.RunClearParams{Before: e.now().Add(-e.cfg.Retention), Now: e.now()})
+	n, err := e.store.RunClear(ctx, &store.RunClearParams{Sweep: true, Before: e.now().Add(-e.cfg.Retention), Now: e.now()})
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("deleting runs past retention", "err", err)

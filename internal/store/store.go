@@ -233,6 +233,9 @@ type RunFinishParams struct {
 
 // RunClearParams selects runs to delete.
 type RunClearParams struct {
+	// Sweep marks the retention sweeper's call: on a database shared by many nodes, only
+	// one sweeps at a time and the others delete nothing (0, nil).
+	Sweep     bool
 	All       bool
 	Before    time.Time // zero: no age limit
 	Workspace string

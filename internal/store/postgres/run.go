@@ -508,6 +508,15 @@ func (s *Store) RunClear(ctx context.Context, p *store.RunClearParams) (int64, e
 	var deleted int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		deleted = 0
+		if p.Sweep {
+			var got bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, lockKey("sweep", s.schema)).Scan(&got); err != nil {
+				return err
+			}
+			if !got {
+				return nil // another node is sweeping
+			}
+		}
 		var n notes
 		now := p.Now
 		if now.IsZero() {
