@@ -105,8 +105,9 @@ func TestScheduleExactlyOncePerTick(t *testing.T) {
 		nodes[i] = cmd
 	}
 
+	// A retry lets the run that node0 holds when it dies be re-run elsewhere (the lease rule).
 	sc, err := setup.CreateSchedule(ctx, &queue.ScheduleRequest{Name: "every-second", Recipe: "tick",
-		Cron: "* * * * * *", Catchup: "all"})
+		Cron: "* * * * * *", Catchup: "all", MaxRetries: intp(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
