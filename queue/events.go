@@ -18,6 +18,7 @@ type eventWriter struct {
 	e       *Engine
 	mu      sync.Mutex
 	pending []*spool.Event
+	drops   map[string]int64 // run id -> drop its output events through this seq
 	kick    chan struct{}
 	// flushMu orders flushes and finishes: a run's events are stored no later than the
 	// transaction that ends it.
@@ -37,6 +38,29 @@ func (w *eventWriter) add(ev *spool.Event) {
 		select {
 		case w.kick <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// dropOutput asks for a run's output events through seq to be deleted once stored.
+func (w *eventWriter) dropOutput(runID string, seq int64) {
+	w.mu.Lock()
+	if w.drops == nil {
+		w.drops = map[string]int64{}
+	}
+	w.drops[runID] = max(w.drops[runID], seq)
+	w.mu.Unlock()
+}
+
+// applyDrops deletes the output asked for by dropOutput; events it names are stored by now.
+func (w *eventWriter) applyDrops(ctx context.Context) {
+	w.mu.Lock()
+	drops := w.drops
+	w.drops = nil
+	w.mu.Unlock()
+	for runID, seq := range drops {
+		if err := w.e.store.EventDropOutput(ctx, runID, seq); err != nil {
+			w.e.log.Error("dropping old output", "run", runID, "err", err)
 		}
 	}
 }
@@ -74,6 +98,7 @@ func (w *eventWriter) flush(ctx context.Context) {
 	defer w.flushMu.Unlock()
 	evs := w.take()
 	if len(evs) == 0 {
+		w.applyDrops(context.WithoutCancel(ctx)) // what they name was stored by earlier writes
 		return
 	}
 	// A reader that hangs up must not lose the batch: store it whatever the caller's context.
@@ -82,7 +107,9 @@ func (w *eventWriter) flush(ctx context.Context) {
 		w.mu.Lock()
 		w.pending = append(evs, w.pending...)
 		w.mu.Unlock()
+		return
 	}
+	w.applyDrops(context.WithoutCancel(ctx))
 }
 
 // finisher ends attempts in batches: concurrent finishes share one transaction.
@@ -176,6 +203,9 @@ func (f *finisher) commit(ctx context.Context, batch []*finishReq) {
 		}
 		f.e.log.Error("recording run outcomes", "err", err, "try", try+1)
 		time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
+	}
+	if err == nil {
+		w.applyDrops(ctx)
 	}
 	w.flushMu.Unlock()
 	for i, r := range batch {

@@ -24,11 +24,16 @@ type execution struct {
 	run    *spool.Run
 	cancel context.CancelCauseFunc
 
-	mu          sync.Mutex
-	seq         int64
-	done        bool
+	mu   sync.Mutex
+	seq  int64
+	done bool
+	// Stored output is tracked in spans, oldest first, so the oldest can be dropped from the
+	// store once the run's output passes MaxOutputBytes.
+	outputSpans []outputSpan
 	outputBytes int
-	truncated   bool
+	dropMarked  bool
+	logBytes    int
+	logCapped   bool
 	prog        spool.Progress
 }
 
@@ -45,31 +50,76 @@ func (x *execution) emit(ev *spool.Event) {
 func (x *execution) output(text string) { x.chunk(spool.EventOutput, text) }
 func (x *execution) log(text string)    { x.chunk(spool.EventLog, text) }
 
+// outputSpan is a run of consecutive output events: the last one's seq and their size.
+type outputSpan struct {
+	through int64
+	bytes   int
+}
+
 func (x *execution) chunk(t spool.EventType, text string) {
 	x.mu.Lock()
 	if x.done {
 		x.mu.Unlock()
 		return
 	}
-	x.outputBytes += len(text)
-	if x.outputBytes > x.e.cfg.MaxOutputBytes {
-		if x.truncated {
+	limit := x.e.cfg.MaxOutputBytes
+	if t == spool.EventLog {
+		// Logs are capped by keeping their beginning.
+		x.logBytes += len(text)
+		if x.logBytes > limit {
+			if !x.logCapped {
+				x.logCapped = true
+				ev := x.nextEvent(spool.EventLog)
+				ev.Text = fmt.Sprintf("spool: log output beyond %d bytes is not kept\n", limit)
+				x.emit(ev)
+			}
 			x.mu.Unlock()
 			return
 		}
-		x.truncated = true
-		ev := x.nextEvent(spool.EventLog)
-		ev.Text = fmt.Sprintf("spool: output beyond %d bytes is not kept\n", x.e.cfg.MaxOutputBytes)
-		x.emit(ev)
-		x.mu.Unlock()
-		return
 	}
 	ev := x.nextEvent(t)
 	ev.Text = text
 	x.emit(ev)
+	if t == spool.EventOutput {
+		x.keepOutput(ev.Seq, len(text))
+	}
 	x.mu.Unlock()
 	if t == spool.EventOutput && x.e.cfg.OnOutput != nil {
 		x.e.cfg.OnOutput(x.run.ID, text)
+	}
+}
+
+// keepOutput accounts for a stored output event and drops the oldest output from the store
+// once the run's output passes MaxOutputBytes, with one marker event saying so. Live
+// subscribers have already seen what is dropped.
+func (x *execution) keepOutput(seq int64, size int) {
+	limit := x.e.cfg.MaxOutputBytes
+	grain := limit / 1024 // spans of at least this size keep the bookkeeping small
+	if n := len(x.outputSpans); n > 0 && x.outputSpans[n-1].bytes < grain {
+		x.outputSpans[n-1].through = seq
+		x.outputSpans[n-1].bytes += size
+	} else {
+		x.outputSpans = append(x.outputSpans, outputSpan{through: seq, bytes: size})
+	}
+	x.outputBytes += size
+	if x.outputBytes <= limit {
+		return
+	}
+	var through int64
+	for x.outputBytes > limit && len(x.outputSpans) > 1 {
+		through = x.outputSpans[0].through
+		x.outputBytes -= x.outputSpans[0].bytes
+		x.outputSpans = x.outputSpans[1:]
+	}
+	if through == 0 {
+		return
+	}
+	x.e.events.dropOutput(x.run.ID, through)
+	if !x.dropMarked {
+		x.dropMarked = true
+		ev := x.nextEvent(spool.EventLog)
+		ev.Text = fmt.Sprintf("spool: output beyond %d bytes: the oldest output is dropped from the store\n", limit)
+		x.emit(ev)
 	}
 }
 

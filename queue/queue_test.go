@@ -737,3 +737,55 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// Past MaxOutputBytes the oldest output is dropped from the store with one marker, while
+// live subscribers see every chunk.
+func TestOutputCapDropsOldest(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T) {
+		h := queue.HandlerFunc(func(ctx context.Context, r *spool.Run) (any, error) {
+			for i := range 50 {
+				queue.Output(ctx, fmt.Sprintf("chunk-%03d\n", i)) // 10 bytes each
+			}
+			return nil, nil
+		})
+		e := testEngine(t, queue.Config{MaxOutputBytes: 100}, map[string]queue.Handler{"talk": h})
+		ctx := context.Background()
+		r := submit(t, e, &spool.SubmitRequest{Recipe: "talk"})
+		sub, err := e.Subscribe(ctx, r.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		live := 0
+		for ev := range sub.C {
+			if ev.Type == spool.EventOutput {
+				live++
+			}
+		}
+		if live != 50 {
+			t.Errorf("live subscriber saw %d output chunks, want 50", live)
+		}
+		wait(t, e, r.ID)
+		evs, err := e.Events(ctx, r.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		markers := 0
+		for _, ev := range evs {
+			switch {
+			case ev.Type == spool.EventOutput:
+				stored += ev.Text
+			case ev.Type == spool.EventLog && strings.Contains(ev.Text, "oldest output is dropped"):
+				markers++
+			}
+		}
+		if len(stored) > 100 || !strings.HasSuffix(stored, "chunk-049\n") || strings.Contains(stored, "chunk-000") {
+			t.Errorf("stored output %q: want at most the last 100 bytes", stored)
+		}
+		if markers != 1 {
+			t.Errorf("%d marker events, want 1", markers)
+		}
+	})
+}

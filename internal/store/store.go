@@ -83,6 +83,9 @@ type Store interface {
 	EventAppend(ctx context.Context, events []*spool.Event) error
 	// EventList returns a run's events with seq > afterSeq in order, at most limit (0 = all).
 	EventList(ctx context.Context, runID string, afterSeq int64, limit int) ([]*spool.Event, error)
+	// EventDropOutput deletes a run's output events with seq <= throughSeq (the oldest
+	// output of a run past its output cap); other events are kept.
+	EventDropOutput(ctx context.Context, runID string, throughSeq int64) error
 
 	// WebhookClaim leases up to limit deliveries that are due, for node, until leaseUntil.
 	WebhookClaim(ctx context.Context, node string, now, leaseUntil time.Time, limit int) ([]*Delivery, error)

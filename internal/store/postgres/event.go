@@ -215,3 +215,11 @@ func (s *Store) EventList(ctx context.Context, runID string, afterSeq int64, lim
 func statusEvent(runID string, seq int64, now time.Time, st spool.State, attempt int) *spool.Event {
 	return &spool.Event{RunID: runID, Seq: seq, Type: spool.EventStatus, Time: now, Status: st, Attempt: attempt}
 }
+
+// EventDropOutput deletes a run's output events with seq <= throughSeq.
+func (s *Store) EventDropOutput(ctx context.Context, runID string, throughSeq int64) error {
+	return retry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, `DELETE FROM events WHERE run_id = $1 AND seq <= $2 AND type = 'output'`, runID, throughSeq)
+		return err
+	})
+}

@@ -239,3 +239,11 @@ func nullStr(s string) any {
 	}
 	return s
 }
+
+// EventDropOutput deletes a run's output events with seq <= throughSeq.
+func (s *Store) EventDropOutput(ctx context.Context, runID string, throughSeq int64) error {
+	return wrap("drop output events", s.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec(`DELETE FROM events WHERE run_id = ? AND seq <= ? AND type = 'output'`, runID, throughSeq)
+		return err
+	}))
+}

@@ -65,6 +65,7 @@ func Exercise(ctx context.Context, t *testing.T, newStore func(t *testing.T) sto
 		{"Heartbeat", testHeartbeat},
 		{"PromoteNextWake", testPromoteNextWake},
 		{"Events", testEvents},
+		{"EventDropOutput", testEventDropOutput},
 		{"WebhookDeliveries", testWebhookDeliveries},
 		{"WebhookClaimConcurrent", testWebhookClaimConcurrent},
 		{"Limits", testLimits},
@@ -1858,5 +1859,43 @@ func testNodes(t *testing.T, f *fixture) {
 	}
 	if byID["n2"].Host != "host-b" || !byID["n2"].SeenAt.Equal(f.now) {
 		t.Fatalf("node n2 %+v", byID["n2"])
+	}
+}
+
+// testEventDropOutput: dropping a run's oldest output keeps its other events, later output
+// and other runs' events.
+func testEventDropOutput(t *testing.T, f *fixture) {
+	r := f.insert()
+	c := f.claimOne()
+	other := f.insert()
+	seq := c.LastSeq
+	var evs []*spool.Event
+	for i := range 6 {
+		seq++
+		typ := spool.EventOutput
+		if i == 2 {
+			typ = spool.EventLog
+		}
+		evs = append(evs, &spool.Event{RunID: r.ID, Seq: seq, Type: typ, Time: f.now, Text: fmt.Sprint("chunk ", i)})
+	}
+	evs = append(evs, &spool.Event{RunID: other.ID, Seq: 2, Type: spool.EventOutput, Time: f.now, Text: "keep"})
+	if err := f.s.EventAppend(f.ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	// Drop the output up to chunk 3.
+	if err := f.s.EventDropOutput(f.ctx, r.ID, c.LastSeq+4); err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, e := range f.events(r.ID) {
+		if e.Type == spool.EventOutput || e.Type == spool.EventLog {
+			texts = append(texts, e.Text)
+		}
+	}
+	if got := fmt.Sprint(texts); got != "[chunk 2 chunk 4 chunk 5]" {
+		t.Fatalf("after the drop: %s, want the log chunk 2 and output chunks 4 and 5", got)
+	}
+	if n := len(f.events(other.ID)); n != 2 {
+		t.Fatalf("other run has %d events after the drop, want 2", n)
 	}
 }
