@@ -1,7 +1,9 @@
 package queue
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,19 +47,20 @@ func (w *eventWriter) add(ev *spool.Event) {
 // dropOutput asks for a run's output events through seq to be deleted once stored.
 func (w *eventWriter) dropOutput(runID string, seq int64) {
 	w.mu.Lock()
+	w.dropLocked(runID, seq)
+	w.mu.Unlock()
+}
+
+func (w *eventWriter) dropLocked(runID string, seq int64) {
 	if w.drops == nil {
 		w.drops = map[string]int64{}
 	}
 	w.drops[runID] = max(w.drops[runID], seq)
-	w.mu.Unlock()
 }
 
-// applyDrops deletes the output asked for by dropOutput; events it names are stored by now.
-func (w *eventWriter) applyDrops(ctx context.Context) {
-	w.mu.Lock()
-	drops := w.drops
-	w.drops = nil
-	w.mu.Unlock()
+// applyDrops deletes the output named by drops, taken with the events that hold it: those
+// events are stored by now. Drops asked for after that snapshot wait for the next write.
+func (w *eventWriter) applyDrops(ctx context.Context, drops map[string]int64) {
 	for runID, seq := range drops {
 		if err := w.e.store.EventDropOutput(ctx, runID, seq); err != nil {
 			w.e.log.Error("dropping old output", "run", runID, "err", err)
@@ -65,12 +68,15 @@ func (w *eventWriter) applyDrops(ctx context.Context) {
 	}
 }
 
-func (w *eventWriter) take() []*spool.Event {
+// take returns the pending events and the output drops asked for so far. A drop is asked
+// for after the event it names was added, so every event a drop names is in this snapshot
+// or was in an earlier one.
+func (w *eventWriter) take() ([]*spool.Event, map[string]int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	p := w.pending
-	w.pending = nil
-	return p
+	p, d := w.pending, w.drops
+	w.pending, w.drops = nil, nil
+	return p, d
 }
 
 func (w *eventWriter) loop(ctx context.Context) {
@@ -96,9 +102,9 @@ func (w *eventWriter) loop(ctx context.Context) {
 func (w *eventWriter) flush(ctx context.Context) {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
-	evs := w.take()
+	evs, drops := w.take()
 	if len(evs) == 0 {
-		w.applyDrops(context.WithoutCancel(ctx)) // what they name was stored by earlier writes
+		w.applyDrops(context.WithoutCancel(ctx), drops) // what they name was stored earlier
 		return
 	}
 	// A reader that hangs up must not lose the batch: store it whatever the caller's context.
@@ -106,10 +112,13 @@ func (w *eventWriter) flush(ctx context.Context) {
 		w.e.log.Error("storing events; keeping them for the next flush", "err", err, "count", len(evs))
 		w.mu.Lock()
 		w.pending = append(evs, w.pending...)
+		for runID, seq := range drops {
+			w.dropLocked(runID, seq)
+		}
 		w.mu.Unlock()
 		return
 	}
-	w.applyDrops(context.WithoutCancel(ctx))
+	w.applyDrops(context.WithoutCancel(ctx), drops)
 }
 
 // finisher ends attempts in batches: concurrent finishes share one transaction.
@@ -188,7 +197,7 @@ func (f *finisher) loop(ctx context.Context) {
 func (f *finisher) commit(ctx context.Context, batch []*finishReq) {
 	w := f.e.events
 	w.flushMu.Lock()
-	evs := w.take()
+	evs, drops := w.take()
 	ps := make([]*store.RunFinishParams, len(batch))
 	for i, r := range batch {
 		ps[i] = r.p
@@ -205,7 +214,7 @@ func (f *finisher) commit(ctx context.Context, batch []*finishReq) {
 		time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
 	}
 	if err == nil {
-		w.applyDrops(ctx)
+		w.applyDrops(ctx, drops)
 	}
 	w.flushMu.Unlock()
 	for i, r := range batch {
@@ -349,15 +358,37 @@ func (e *Engine) streamRun(ctx context.Context, s *Subscription, out chan<- *spo
 		if err != nil {
 			return ctx.Err() == nil
 		}
+		// Merge in what waits in the live buffer: events the store no longer holds (output
+		// dropped past the cap) reach a subscriber that was attached when they happened.
+	drain:
+		for {
+			select {
+			case ev := <-s.live:
+				if ev.Seq > last {
+					evs = append(evs, ev)
+				}
+			default:
+				break drain
+			}
+		}
+		slices.SortStableFunc(evs, func(a, b *spool.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 		for _, ev := range evs {
 			if ev.Seq <= last {
-				continue
+				continue // a duplicate of one just delivered
 			}
 			if !deliver(ev) {
 				return false
 			}
 		}
 		return true
+	}
+	// runsHere reports whether the run executes on this node: then every event reaches the
+	// subscriber from memory, and the store is read only after falling behind.
+	runsHere := func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		_, ok := e.active[s.runID]
+		return ok
 	}
 	finished := func() bool {
 		run, err := e.store.RunGet(ctx, s.runID)
@@ -395,12 +426,19 @@ func (e *Engine) streamRun(ctx context.Context, s *Subscription, out chan<- *spo
 			}
 		case <-s.poked:
 			e.broker.mu.Lock()
+			lagged := s.lagged
 			s.lagged = false
 			e.broker.mu.Unlock()
+			if !lagged && runsHere() {
+				continue // live events from memory are complete; the store may have dropped some
+			}
 			if !catchUp() {
 				return
 			}
 		case <-poll.C:
+			if runsHere() {
+				continue
+			}
 			if !catchUp() {
 				return
 			}

@@ -743,7 +743,9 @@ func containsAll(s string, subs ...string) bool {
 func TestOutputCapDropsOldest(t *testing.T) {
 	t.Parallel()
 	forEachDriver(t, func(t *testing.T) {
+		subscribed := make(chan struct{})
 		h := queue.HandlerFunc(func(ctx context.Context, r *spool.Run) (any, error) {
+			<-subscribed // the subscriber is attached before the first chunk
 			for i := range 50 {
 				queue.Output(ctx, fmt.Sprintf("chunk-%03d\n", i)) // 10 bytes each
 			}
@@ -757,6 +759,7 @@ func TestOutputCapDropsOldest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sub.Close()
+		close(subscribed)
 		live := 0
 		for ev := range sub.C {
 			if ev.Type == spool.EventOutput {
