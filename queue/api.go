@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +44,7 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []*spool.SubmitRequest) ([
 			var se *spool.Error
 			if errors.As(err, &se) {
 				for j := range se.Fields {
-					se.Fields[j].Field = "runs[" + itoa(i) + "]." + se.Fields[j].Field
+					se.Fields[j].Field = "runs[" + strconv.Itoa(i) + "]." + se.Fields[j].Field
 				}
 			}
 			return nil, err
@@ -58,7 +59,7 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []*spool.SubmitRequest) ([
 		e.queuedApprox.Store(st.Queued + st.Paused)
 		if st.Queued+st.Paused+int64(len(ps)) > int64(e.cfg.MaxQueueSize) {
 			return nil, &spool.Error{Code: spool.CodeQueueFull, RetryAfter: 5,
-				Message: "the queue is full (max_queue_size " + itoa(e.cfg.MaxQueueSize) + "); retry later"}
+				Message: "the queue is full (max_queue_size " + strconv.Itoa(e.cfg.MaxQueueSize) + "); retry later"}
 		}
 	}
 	runs, err := e.store.RunInsertMany(ctx, ps)
@@ -97,7 +98,7 @@ func (e *Engine) resolve(ctx context.Context, req *spool.SubmitRequest) (*store.
 	rec, ok := e.Recipe(name)
 	if !ok {
 		return nil, &spool.Error{Code: spool.CodeUnknownRecipe, Fields: []spool.FieldError{{Field: "recipe_name", Reason: "unknown recipe"}},
-			Message: "unknown recipe " + quote(name) + "; recipes: " + strings.Join(e.RecipeNames(), ", ")}
+			Message: "unknown recipe " + strconv.Quote(name) + "; recipes: " + strings.Join(e.RecipeNames(), ", ")}
 	}
 	now := e.now()
 	p := &store.RunInsertParams{
@@ -189,7 +190,7 @@ func (e *Engine) resolve(ctx context.Context, req *spool.SubmitRequest) (*store.
 		switch ev {
 		case "completed", "succeeded", "failed", "cancelled", "timeout":
 		default:
-			return nil, spool.Invalid("webhook_events", "unknown event "+quote(ev)+" (want completed, failed, cancelled, timeout)")
+			return nil, spool.Invalid("webhook_events", "unknown event "+strconv.Quote(ev)+" (want completed, failed, cancelled, timeout)")
 		}
 	}
 	if p.WebhookURL != "" && e.cfg.ValidateWebhookURL != nil {

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,7 +289,7 @@ func (e *Engine) RecipeNames() []string {
 	for n := range e.recipes {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	return names
 }
 

@@ -5,50 +5,16 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/spool-run/spool/internal/store"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migration is one numbered schema change, migrations/NNNN_name.sql.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	files, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, f := range files {
-		base := strings.TrimSuffix(strings.TrimPrefix(f, "migrations/"), ".sql")
-		num, name, _ := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version number", f)
-		}
-		b, err := migrationFS.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("two migrations have version %d", ms[i].version)
-		}
-	}
-	return ms, nil
-}
+// migrations returns the driver's migrations in version order.
+func migrations() ([]store.Migration, error) { return store.ReadMigrations(migrationFS) }
 
 // migrate applies the migrations that schema_migrations does not list, each in its own
 // transaction.
@@ -80,24 +46,24 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 	if err := rows.Close(); err != nil {
 		return err
 	}
-	known := ms[len(ms)-1].version
+	known := ms[len(ms)-1].Version
 	for v := range applied {
 		if v > known {
 			return fmt.Errorf("the database has schema version %d, newer than this spool knows (%d): upgrade spool", v, known)
 		}
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
 		if err := applyMigration(ctx, conn, m); err != nil {
-			return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+			return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, conn *sql.Conn, m migration) (err error) {
+func applyMigration(ctx context.Context, conn *sql.Conn, m store.Migration) (err error) {
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
@@ -106,11 +72,11 @@ func applyMigration(ctx context.Context, conn *sql.Conn, m migration) (err error
 			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
-	if _, err := conn.ExecContext(ctx, m.sql); err != nil {
+	if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
 		return err
 	}
 	if _, err := conn.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-		m.version, m.name, time.Now().UnixMicro()); err != nil {
+		m.Version, m.Name, time.Now().UnixMicro()); err != nil {
 		return err
 	}
 	_, err = conn.ExecContext(ctx, "COMMIT")
