@@ -61,7 +61,7 @@ func (e *Engine) dispatchLoop(ctx context.Context) {
 // claim costs about the same for one run as for a hundred.
 func (e *Engine) gatherFinishes(ctx context.Context) {
 	running := int(e.running.Load())
-	free := e.slots - running
+	free := e.freeSlots()
 	if free <= 0 || running == 0 || free >= min(16, e.slots/4) {
 		return
 	}
@@ -104,7 +104,7 @@ func (e *Engine) refreshNextWake(ctx context.Context) {
 
 // claim starts as many runs as there are free slots; it reports whether it filled them all.
 func (e *Engine) claim(ctx context.Context) bool {
-	free := e.slots - int(e.running.Load())
+	free := e.freeSlots()
 	if free <= 0 {
 		return false
 	}
@@ -119,6 +119,7 @@ func (e *Engine) claim(ctx context.Context) bool {
 		Max:        free,
 		Limits:     e.Limits(),
 		HeldAgents: e.heldAgents(now),
+		Finishing:  e.finishingIDs(),
 		Rates:      e.rateMap(),
 		Result:     &res,
 	})
@@ -143,6 +144,26 @@ func (e *Engine) claim(ctx context.Context) bool {
 		e.startExecution(cr)
 	}
 	return len(claimed) == free
+}
+
+// freeSlots is how many runs the node may start now. A finishing run's slot is free, but
+// when the finisher falls more than a full set of slots behind, claims wait for it, so
+// the outcomes waiting to be stored stay bounded.
+func (e *Engine) freeSlots() int {
+	return e.slots - int(e.running.Load()) - max(int(e.finishingN.Load())-e.slots, 0)
+}
+
+func (e *Engine) finishingIDs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.finishing) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(e.finishing))
+	for id := range e.finishing {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // hold stops agent from starting runs until t (provider back-off).

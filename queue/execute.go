@@ -322,12 +322,21 @@ func (e *Engine) finish(x *execution, out outcome) {
 		e.holdCluster(hctx, run.Agent, p.AvailableAt)
 		cancel()
 	}
+	// The handler is done: free its slot now, so the next runs are claimed while this
+	// outcome is stored. Claims leave finishing runs out of their limit counts.
+	e.mu.Lock()
+	e.finishing[run.ID] = struct{}{}
+	e.mu.Unlock()
+	e.finishingN.Add(1)
+	e.running.Add(-1)
+	e.signal()
 	updated := e.finisher.finish(p, events)
 
 	e.mu.Lock()
 	delete(e.active, run.ID)
+	delete(e.finishing, run.ID)
 	e.mu.Unlock()
-	e.running.Add(-1)
+	e.finishingN.Add(-1)
 	for _, ev := range events {
 		e.broker.publish(ev)
 	}

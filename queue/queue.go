@@ -109,17 +109,21 @@ type Engine struct {
 	recipes  map[string]*Recipe
 	handlers map[string]*Recipe // registered with Register/RegisterRecipe; kept by SetRecipes
 	active   map[string]*execution
-	held     map[string]time.Time // agent -> held until
-	waiters  map[string][]chan struct{}
-	limits   spool.Limits
-	rates    map[string]store.Rate // by bucket key
-	synced   bool                  // recipe schedules stored since the last recipe change
-	started  bool
-	stopping bool
-	closed   bool
+	// finishing holds the runs whose handler returned and whose finish is being stored:
+	// their slots are free again (see store.RunClaimParams.Finishing).
+	finishing map[string]struct{}
+	held      map[string]time.Time // agent -> held until
+	waiters   map[string][]chan struct{}
+	limits    spool.Limits
+	rates     map[string]store.Rate // by bucket key
+	synced    bool                  // recipe schedules stored since the last recipe change
+	started   bool
+	stopping  bool
+	closed    bool
 
 	slots        int
-	running      atomic.Int64
+	running      atomic.Int64 // executions holding a slot
+	finishingN   atomic.Int64 // len(finishing)
 	queuedApprox atomic.Int64
 	nextWake     atomic.Int64 // unix nanos of the earliest known scheduled/backoff time; 0 none
 	rateWake     atomic.Int64 // unix nanos when an empty rate-limit bucket refills; 0 none
@@ -202,17 +206,18 @@ func newEngine(cfg Config, st store.Store) *Engine {
 		cfg.Node = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
 	}
 	e := &Engine{
-		cfg:      cfg,
-		store:    st,
-		log:      cfg.Logger,
-		now:      func() time.Time { return cfg.Now().UTC() },
-		recipes:  map[string]*Recipe{},
-		handlers: map[string]*Recipe{},
-		active:   map[string]*execution{},
-		held:     map[string]time.Time{},
-		waiters:  map[string][]chan struct{}{},
-		limits:   cfg.Limits,
-		wake:     make(chan struct{}, 1),
+		cfg:       cfg,
+		store:     st,
+		log:       cfg.Logger,
+		now:       func() time.Time { return cfg.Now().UTC() },
+		recipes:   map[string]*Recipe{},
+		handlers:  map[string]*Recipe{},
+		active:    map[string]*execution{},
+		finishing: map[string]struct{}{},
+		held:      map[string]time.Time{},
+		waiters:   map[string][]chan struct{}{},
+		limits:    cfg.Limits,
+		wake:      make(chan struct{}, 1),
 
 		schedWake: make(chan struct{}, 1),
 	}

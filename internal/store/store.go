@@ -170,6 +170,11 @@ type RunClaimParams struct {
 	Limits spool.Limits
 	// HeldAgents are agents that may not start runs now (provider back-off, rate limits).
 	HeldAgents []string
+	// Finishing lists runs of this node whose handler has returned but whose finish has not
+	// committed yet. Those still running in the store do not count against the global, agent
+	// and workspace limits (their slots are free), but still keep their session busy, so a
+	// session's next run never starts before the previous one's outcome is stored.
+	Finishing []string
 	// Rates are token-bucket rate limits by key (see [RateKey]); a key whose name is "*"
 	// applies to every agent (or workspace) without its own. A run starts only when every
 	// bucket it falls under (its agent's, its workspace's and its recipe's) holds a token,

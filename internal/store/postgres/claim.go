@@ -87,6 +87,33 @@ func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store
 	if p.Max <= 0 {
 		return nil, nil
 	}
+	if !quickClaimable(p) {
+		return s.fullClaim(ctx, p)
+	}
+	claimed, more, holdEnds, err := s.quickClaim(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: claim runs for node %s: %w", p.Node, err)
+	}
+	if p.Result != nil {
+		p.Result.NextAt = holdEnds
+	}
+	if !more {
+		return claimed, nil
+	}
+	// The quick claim's scan ended at its budget: go on with the full claim.
+	rest := *p
+	rest.Max -= len(claimed)
+	rest.Result = &store.ClaimResult{}
+	others, err := s.fullClaim(ctx, &rest)
+	if p.Result != nil && !rest.Result.NextAt.IsZero() && (p.Result.NextAt.IsZero() || rest.Result.NextAt.Before(p.Result.NextAt)) {
+		p.Result.NextAt = rest.Result.NextAt
+	}
+	return append(claimed, others...), err
+}
+
+// fullClaim is a claim with the accounting done in Go, for rate limits and per-workspace
+// limits: candidates are read, checked against every limit, and started in one transaction.
+func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	var claimed []*store.ClaimedRun
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		claimed = nil
@@ -183,7 +210,7 @@ func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store
 		for i, cr := range claimed {
 			evs[i] = statusEvent(cr.ID, cr.LastSeq, p.Now, spool.StateRunning, cr.Attempt)
 		}
-		if err := queueEvents(&b, evs, &n); err != nil {
+		if err := queueEvents(&b, evs, &n, nil); err != nil {
 			return err
 		}
 		n.queue(&b, s.channel)
@@ -248,7 +275,8 @@ func loadCounts(ctx context.Context, tx pgx.Tx, p *store.RunClaimParams) (*count
 		byWorkspace: map[string]int{},
 		sessions:    map[string]bool{},
 	}
-	rows, err := tx.Query(ctx, `SELECT agent, workspace, count(*) FROM runs WHERE state = 'running' GROUP BY agent, workspace`)
+	rows, err := tx.Query(ctx, `SELECT agent, workspace, count(*) FROM runs
+		WHERE state = 'running' AND id <> ALL($1::text[]) GROUP BY agent, workspace`, nonNil(p.Finishing))
 	if err != nil {
 		return nil, err
 	}
@@ -327,4 +355,12 @@ func (c *counts) take(cd candidate) {
 	c.total++
 	c.byAgent[cd.Agent]++
 	c.byWorkspace[cd.Workspace]++
+}
+
+// nonNil returns ids, or an empty slice for nil: a NULL array in `<> ALL` matches nothing.
+func nonNil(ids []string) []string {
+	if ids == nil {
+		return []string{}
+	}
+	return ids
 }

@@ -25,7 +25,7 @@ func (s *Store) EventAppend(ctx context.Context, events []*spool.Event) error {
 		}
 		var b pgx.Batch
 		var n notes
-		if err := queueEvents(&b, events, &n); err != nil {
+		if err := queueEvents(&b, events, &n, nil); err != nil {
 			return err
 		}
 		n.queue(&b, s.channel)
@@ -103,8 +103,9 @@ FROM unnest($1::text[], $2::float8[], $3::text[], $4::int[], $5::int[]) AS p(id,
 WHERE r.id = p.id AND r.state NOT IN ` + terminalStates
 
 // queueEvents adds to b the statements storing events and the progress they report, and
-// notes a TopicEvent notification per run.
-func queueEvents(b *pgx.Batch, events []*spool.Event, n *notes) error {
+// notes a TopicEvent notification per run. The progress of the runs in ended is not
+// updated: their row was updated with it already.
+func queueEvents(b *pgx.Batch, events []*spool.Event, n *notes, ended map[string]*spool.Run) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -143,7 +144,7 @@ func queueEvents(b *pgx.Batch, events []*spool.Event, n *notes) error {
 				return fmt.Errorf("encode progress of run %s: %w", ev.RunID, err)
 			}
 			progress[i] = string(b)
-			if ev.Type == spool.EventProgress {
+			if ev.Type == spool.EventProgress && ended[ev.RunID] == nil {
 				if cur, ok := latest[ev.RunID]; !ok || ev.Seq >= cur.seq {
 					if !ok {
 						progIDs = append(progIDs, ev.RunID)

@@ -14,7 +14,8 @@ import (
 	"github.com/spool-run/spool/internal/store"
 )
 
-// end is one running run leaving the running state: terminal, or queued again.
+// end is one running run leaving the running state: terminal, or queued again. With a
+// node set, it applies only while the run is running on that node with that attempt.
 type end struct {
 	id          string
 	state       spool.State
@@ -24,50 +25,60 @@ type end struct {
 	now         time.Time
 	availableAt time.Time
 	keepAttempt bool
+	node        string
+	attempt     int
 }
 
+// endRunsSQL applies ends to running runs. An end whose guard fails (the run is not running
+// on f.node with f.attempt) changes nothing. A run with a cancel requested ends cancelled
+// whatever the end says (c below), and the last column tells which runs that happened to.
 var endRunsSQL = `UPDATE runs r SET
-	state = f.state,
-	result = nullif(f.result, ''),
-	error = f.error,
-	error_code = f.code,
+	state = CASE WHEN ` + cancelWins + ` THEN 'cancelled' ELSE f.state END,
+	result = CASE WHEN ` + cancelWins + ` THEN NULL ELSE nullif(f.result, '') END,
+	error = CASE WHEN ` + cancelWins + ` THEN 'cancelled' ELSE f.error END,
+	error_code = CASE WHEN ` + cancelWins + ` THEN 'cancelled' ELSE f.code END,
 	progress_pct = CASE WHEN f.has_progress THEN f.pct ELSE r.progress_pct END,
 	progress_step = CASE WHEN f.has_progress THEN f.step ELSE r.progress_step END,
 	steps_completed = CASE WHEN f.has_progress THEN f.done ELSE r.steps_completed END,
 	steps_total = CASE WHEN f.has_progress THEN f.total ELSE r.steps_total END,
-	completed_at = CASE WHEN f.state = 'queued' THEN NULL ELSE f.now END,
-	available_at = CASE WHEN f.state = 'queued' THEN f.available_at ELSE r.available_at END,
-	attempt = CASE WHEN f.state = 'queued' AND f.keep_attempt THEN r.attempt - 1 ELSE r.attempt END,
-	node = CASE WHEN f.state = 'queued' THEN '' ELSE r.node END,
+	completed_at = CASE WHEN ` + requeued + ` THEN NULL ELSE f.now END,
+	available_at = CASE WHEN ` + requeued + ` THEN f.available_at ELSE r.available_at END,
+	attempt = CASE WHEN ` + requeued + ` AND f.keep_attempt THEN r.attempt - 1 ELSE r.attempt END,
+	node = CASE WHEN ` + requeued + ` THEN '' ELSE r.node END,
 	lease_until = NULL
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::float8[],
-	$8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::bool[])
-	AS f(id, state, result, error, code, has_progress, pct, step, done, total, now, available_at, keep_attempt)
-WHERE r.id = f.id AND r.state = 'running'
-RETURNING ` + runColumnsR + `, r.purge_on_finish`
+	$8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::timestamptz[], $13::bool[], $14::text[], $15::int[])
+	AS f(id, state, result, error, code, has_progress, pct, step, done, total, now, available_at, keep_attempt, node, attempt)
+WHERE r.id = f.id AND r.state = 'running' AND (f.node = '' OR (r.node = f.node AND r.attempt = f.attempt))
+RETURNING ` + runColumnsR + `, r.purge_on_finish, r.state = 'cancelled' AND f.state <> 'cancelled'`
 
-// endRuns stores evs, then applies ends to runs the transaction has locked, then what follows
-// each end: webhook deliveries and run_totals for terminal runs, deletion of runs a clear
-// asked to purge, and notifications (TopicFinish for terminal runs, TopicSubmit for
-// re-queued ones, TopicEvent for runs with new events). It returns the ended runs by id.
-func (s *Store) endRuns(ctx context.Context, tx pgx.Tx, evs []*spool.Event, ends []end) (map[string]*spool.Run, error) {
+const (
+	cancelWins = `(r.cancel_requested_at IS NOT NULL AND f.state <> 'cancelled')`
+	requeued   = `(f.state = 'queued' AND r.cancel_requested_at IS NULL)`
+)
+
+// endRuns applies ends (which must name distinct runs) and returns the ended runs by id and
+// the ids of those a cancel request turned into cancels. Then it stores the events that
+// eventsFor returns for that outcome, and what follows each end: webhook deliveries and
+// run_totals for terminal runs, deletion of runs a clear asked to purge, and notifications
+// (TopicFinish for terminal runs, TopicSubmit for re-queued ones, TopicEvent for runs with
+// new events). Two round trips: the update, then everything else.
+func (s *Store) endRuns(ctx context.Context, tx pgx.Tx, ends []end,
+	eventsFor func(ended map[string]*spool.Run, cancelled map[string]bool) []*spool.Event) (map[string]*spool.Run, error) {
 	var (
-		n     notes
-		b     pgx.Batch
-		out   = make(map[string]*spool.Run, len(ends))
-		purge []string
+		n         notes
+		out       = make(map[string]*spool.Run, len(ends))
+		cancelled = map[string]bool{}
+		purge     []string
 	)
-	if err := queueEvents(&b, evs, &n); err != nil {
-		return nil, err
-	}
 	if len(ends) > 0 {
 		k := len(ends)
 		var (
-			ids, states, results, errs, codes, steps = make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
-			hasProgress, keep                        = make([]bool, k), make([]bool, k)
-			pcts                                     = make([]float64, k)
-			done, total                              = make([]int32, k), make([]int32, k)
-			nows, available                          = make([]time.Time, k), make([]time.Time, k)
+			ids, states, results, errs, codes, steps, nodes = make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
+			hasProgress, keep                               = make([]bool, k), make([]bool, k)
+			pcts                                            = make([]float64, k)
+			done, total, attempts                           = make([]int32, k), make([]int32, k), make([]int32, k)
+			nows, available                                 = make([]time.Time, k), make([]time.Time, k)
 		)
 		for i, e := range ends {
 			ids[i], states[i], results[i], errs[i], codes[i] = e.id, string(e.state), string(e.result), e.err, e.code
@@ -75,6 +86,7 @@ func (s *Store) endRuns(ctx context.Context, tx pgx.Tx, evs []*spool.Event, ends
 				hasProgress[i], pcts[i], steps[i], done[i], total[i] = true, p.Percentage, p.CurrentStep, int32(p.StepsCompleted), int32(p.StepsTotal)
 			}
 			nows[i], available[i], keep[i] = e.now, e.availableAt, e.keepAttempt
+			nodes[i], attempts[i] = e.node, int32(e.attempt)
 			if nows[i].IsZero() {
 				nows[i] = time.Now()
 			}
@@ -82,26 +94,34 @@ func (s *Store) endRuns(ctx context.Context, tx pgx.Tx, evs []*spool.Event, ends
 				available[i] = nows[i]
 			}
 		}
-		b.Queue(endRunsSQL, ids, states, results, errs, codes, hasProgress, pcts, steps, done, total, nows, available, keep).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var purged bool
-					r, err := scanRun(rows, &purged)
-					if err != nil {
-						return err
-					}
-					out[r.ID] = r
-					if purged && r.State.IsTerminal() {
-						purge = append(purge, r.ID)
-					}
-				}
-				return rows.Err()
-			})
-	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, err
+		rows, err := tx.Query(ctx, endRunsSQL, ids, states, results, errs, codes, hasProgress, pcts, steps, done, total, nows, available, keep, nodes, attempts)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var purged, wasCancelled bool
+			r, err := scanRun(rows, &purged, &wasCancelled)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[r.ID] = r
+			if wasCancelled {
+				cancelled[r.ID] = true
+			}
+			if purged && r.State.IsTerminal() {
+				purge = append(purge, r.ID)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
 
+	var b pgx.Batch
+	if err := queueEvents(&b, eventsFor(out, cancelled), &n, out); err != nil {
+		return nil, err
+	}
 	var terminal []*spool.Run
 	for _, r := range out {
 		if r.State.IsTerminal() {
@@ -111,28 +131,63 @@ func (s *Store) endRuns(ctx context.Context, tx pgx.Tx, evs []*spool.Event, ends
 		}
 	}
 	slices.SortFunc(terminal, func(a, b *spool.Run) int { return strings.Compare(a.ID, b.ID) })
-	var b2 pgx.Batch
-	if err := queueEnded(&b2, terminal, time.Now(), &n); err != nil {
+	if err := queueEnded(&b, terminal, time.Now(), &n); err != nil {
 		return nil, err
 	}
 	if len(purge) > 0 {
-		b2.Queue(deleteRunsSQL(`id = ANY($1)`), purge)
+		b.Queue(deleteRunsSQL(`id = ANY($1)`), purge)
 	}
-	n.queue(&b2, s.channel)
-	if b2.Len() > 0 {
-		if err := tx.SendBatch(ctx, &b2).Close(); err != nil {
+	n.queue(&b, s.channel)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// lockedRun is the part of a run a finish checks its guard against.
+// lockedRun is the attempt of a running run: its node and attempt number.
 type lockedRun struct {
-	state           spool.State
-	node            string
-	attempt         int
-	cancelRequested bool
+	node    string
+	attempt int
+}
+
+// dupHolders locks the runs that ps finishes more than once and returns the attempt each
+// is running (the zero lockedRun for one not running), so that only the finish whose guard
+// holds is applied. Without duplicates it returns nil and costs nothing.
+func dupHolders(ctx context.Context, tx pgx.Tx, ps []*store.RunFinishParams) (map[string]lockedRun, error) {
+	seen := make(map[string]bool, len(ps))
+	var dups []string
+	for _, p := range ps {
+		if seen[p.ID] {
+			dups = append(dups, p.ID)
+		}
+		seen[p.ID] = true
+	}
+	if len(dups) == 0 {
+		return nil, nil
+	}
+	holders := make(map[string]lockedRun, len(dups))
+	for _, id := range dups {
+		holders[id] = lockedRun{}
+	}
+	rows, err := tx.Query(ctx, `SELECT id, node, attempt FROM runs WHERE id = ANY($1) AND state = 'running'
+		ORDER BY id FOR UPDATE`, dups)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id, node string
+			attempt  int32
+		)
+		if err := rows.Scan(&id, &node, &attempt); err != nil {
+			return nil, err
+		}
+		holders[id] = lockedRun{node: node, attempt: int(attempt)}
+	}
+	return holders, rows.Err()
 }
 
 // RunFinishMany appends events, then applies each finish whose run is still running on
@@ -147,70 +202,59 @@ func (s *Store) RunFinishMany(ctx context.Context, events []*spool.Event, ps []*
 			return nil, fmt.Errorf("postgres: finish run %s: state %q is not terminal or queued", p.ID, p.State)
 		}
 	}
+	// The latest progress event of each run: an end without progress of its own stores it,
+	// since the run's row is updated once.
+	latest := map[string]*spool.Event{}
+	for _, ev := range events {
+		if ev.Type == spool.EventProgress && ev.Progress != nil {
+			if cur := latest[ev.RunID]; cur == nil || ev.Seq >= cur.Seq {
+				latest[ev.RunID] = ev
+			}
+		}
+	}
 	out := make([]*spool.Run, len(ps))
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		clear(out)
-		locked := map[string]lockedRun{}
-		if len(ps) > 0 {
-			ids := make([]string, len(ps))
-			for i, p := range ps {
-				ids[i] = p.ID
-			}
-			rows, err := tx.Query(ctx, `SELECT id, state, node, attempt, cancel_requested_at IS NOT NULL
-				FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var id, st string
-				var l lockedRun
-				var attempt int32
-				if err := rows.Scan(&id, &st, &l.node, &attempt, &l.cancelRequested); err != nil {
-					rows.Close()
-					return err
-				}
-				l.state, l.attempt = spool.State(st), int(attempt)
-				locked[id] = l
-			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
+		holders, err := dupHolders(ctx, tx, ps)
+		if err != nil {
+			return err
 		}
 		var (
-			ends      []end
-			index     = map[string]int{} // run id -> index in ps of its applied finish
-			void      = map[string]bool{}
-			cancelled = map[string]bool{}
+			ends  = make([]end, 0, len(ps))
+			index = make(map[string]int, len(ps)) // run id -> index in ps of its finish
 		)
 		for i, p := range ps {
-			l, ok := locked[p.ID]
-			if _, dup := index[p.ID]; dup || !ok || l.state != spool.StateRunning || l.node != p.Node || l.attempt != p.Attempt {
-				void[p.ID] = true
+			if _, dup := index[p.ID]; dup {
 				continue
+			}
+			if h, ok := holders[p.ID]; ok && h != (lockedRun{node: p.Node, attempt: p.Attempt}) {
+				continue // another finish of this run in the call holds its guard, or none does
 			}
 			index[p.ID] = i
 			e := end{id: p.ID, state: p.State, result: p.Result, err: p.Error, code: p.ErrorCode, progress: p.Progress,
-				now: p.Now, availableAt: p.AvailableAt, keepAttempt: p.KeepAttempt}
-			if l.cancelRequested && p.State != spool.StateCancelled {
-				e.state, e.result, e.err, e.code, e.keepAttempt = spool.StateCancelled, nil, "cancelled", spool.CodeCancelled, false
-				cancelled[p.ID] = true
+				now: p.Now, availableAt: p.AvailableAt, keepAttempt: p.KeepAttempt, node: p.Node, attempt: p.Attempt}
+			if e.progress == nil && latest[p.ID] != nil {
+				e.progress = latest[p.ID].Progress
 			}
 			ends = append(ends, e)
 		}
-		evs := make([]*spool.Event, 0, len(events))
-		for _, ev := range events {
-			if _, applied := index[ev.RunID]; void[ev.RunID] && !applied {
-				continue
-			}
-			if cancelled[ev.RunID] {
-				ev = asCancelled(ev)
-			}
-			evs = append(evs, ev)
-		}
+		evs := slices.Clone(events)
 		if err := fillSeqs(ctx, tx, evs); err != nil {
 			return err
 		}
-		runs, err := s.endRuns(ctx, tx, evs, ends)
+		runs, err := s.endRuns(ctx, tx, ends, func(ended map[string]*spool.Run, cancelled map[string]bool) []*spool.Event {
+			keep := evs[:0:0]
+			for _, ev := range evs {
+				if _, finishing := index[ev.RunID]; finishing && ended[ev.RunID] == nil {
+					continue // that attempt was given up
+				}
+				if cancelled[ev.RunID] {
+					ev = asCancelled(ev)
+				}
+				keep = append(keep, ev)
+			}
+			return keep
+		})
 		if err != nil {
 			return err
 		}
@@ -300,7 +344,7 @@ func (s *Store) RunRescue(ctx context.Context, p *store.RunRescueParams) ([]*spo
 		if len(ends) == 0 {
 			return nil
 		}
-		runs, err := s.endRuns(ctx, tx, evs, ends)
+		runs, err := s.endRuns(ctx, tx, ends, func(map[string]*spool.Run, map[string]bool) []*spool.Event { return evs })
 		if err != nil {
 			return err
 		}

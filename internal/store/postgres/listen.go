@@ -13,23 +13,28 @@ import (
 
 // notes collects the notifications of one transaction; send delivers them inside it, so
 // they reach listeners at commit and never for a rolled-back change. Each message is
-// "topic:payload" on the store's channel; PostgreSQL drops duplicates within a transaction.
+// "topic:payload" on the store's channel. Run ids of one topic are joined with commas into
+// as few messages as fit PostgreSQL's payload limit: every NOTIFY adds to the shared queue
+// each listener reads, so a message per run would cost every node per run.
 type notes struct {
 	submit bool
-	seen   map[string]bool
-	msgs   []string
+	ids    map[string][]string // topic -> run ids, in order, without duplicates
+	seen   map[string]bool     // topic:id
 }
 
-func (n *notes) add(topic, payload string) {
-	msg := topic + ":" + payload
-	if n.seen[msg] {
+// maxPayload keeps a message under PostgreSQL's 8,000-byte NOTIFY payload limit.
+const maxPayload = 7900
+
+func (n *notes) add(topic, id string) {
+	if n.seen[topic+":"+id] {
 		return
 	}
 	if n.seen == nil {
 		n.seen = map[string]bool{}
+		n.ids = map[string][]string{}
 	}
-	n.seen[msg] = true
-	n.msgs = append(n.msgs, msg)
+	n.seen[topic+":"+id] = true
+	n.ids[topic] = append(n.ids[topic], id)
 }
 
 func (n *notes) finish(id string) { n.add(store.TopicFinish, id) }
@@ -37,26 +42,49 @@ func (n *notes) cancel(id string) { n.add(store.TopicCancel, id) }
 func (n *notes) event(id string)  { n.add(store.TopicEvent, id) }
 
 // runnable notes that runs became claimable.
-func (n *notes) runnable() {
-	if !n.submit {
-		n.submit = true
-		n.add(store.TopicSubmit, "")
+func (n *notes) runnable() { n.submit = true }
+
+// messages returns the notifications to send.
+func (n *notes) messages() []string {
+	var msgs []string
+	if n.submit {
+		msgs = append(msgs, store.TopicSubmit+":")
 	}
+	for _, topic := range []string{store.TopicFinish, store.TopicCancel, store.TopicEvent, store.TopicSchedule} {
+		var b strings.Builder
+		for _, id := range n.ids[topic] {
+			if b.Len() > 0 && b.Len()+1+len(id) > maxPayload {
+				msgs = append(msgs, b.String())
+				b.Reset()
+			}
+			if b.Len() == 0 {
+				b.WriteString(topic + ":")
+			} else {
+				b.WriteByte(',')
+			}
+			b.WriteString(id)
+		}
+		if b.Len() > 0 {
+			msgs = append(msgs, b.String())
+		}
+	}
+	return msgs
 }
 
 // send queues the notifications in q's transaction.
 func (n *notes) send(ctx context.Context, q querier, channel string) error {
-	if len(n.msgs) == 0 {
+	msgs := n.messages()
+	if len(msgs) == 0 {
 		return nil
 	}
-	_, err := q.Exec(ctx, notifySQL, channel, n.msgs)
+	_, err := q.Exec(ctx, notifySQL, channel, msgs)
 	return err
 }
 
 // queue adds the notifications to a batch.
 func (n *notes) queue(b *pgx.Batch, channel string) {
-	if len(n.msgs) > 0 {
-		b.Queue(notifySQL, channel, n.msgs)
+	if msgs := n.messages(); len(msgs) > 0 {
+		b.Queue(notifySQL, channel, msgs)
 	}
 }
 
@@ -125,9 +153,18 @@ func (s *Store) listen(ctx context.Context, conn *pgx.Conn, ch chan<- store.Noti
 		msg, err := conn.WaitForNotification(ctx)
 		if err == nil {
 			topic, payload, _ := strings.Cut(msg.Payload, ":")
-			if !deliver(store.Notification{Topic: topic, Payload: payload}) {
-				closeConn()
-				return
+			if topic == store.TopicSubmit {
+				if !deliver(store.Notification{Topic: topic, Payload: payload}) {
+					closeConn()
+					return
+				}
+				continue
+			}
+			for id := range strings.SplitSeq(payload, ",") {
+				if !deliver(store.Notification{Topic: topic, Payload: id}) {
+					closeConn()
+					return
+				}
 			}
 			continue
 		}

@@ -366,7 +366,7 @@ func (s *Store) RunCancel(ctx context.Context, id string, now time.Time) (*spool
 				statusEvent(id, last+1, now, spool.StateCancelled, run.Attempt),
 				{RunID: id, Seq: last + 2, Type: spool.EventCancelled, Time: now, Error: "cancelled", ErrorCode: spool.CodeCancelled, Attempt: run.Attempt},
 			}
-			if err := queueEvents(&b, evs, &n); err != nil {
+			if err := queueEvents(&b, evs, &n, nil); err != nil {
 				return err
 			}
 			if err := queueEnded(&b, []*spool.Run{run}, now, &n); err != nil {
@@ -438,7 +438,7 @@ func (s *Store) move(ctx context.Context, id string, now time.Time, action strin
 		}
 		var n notes
 		var b pgx.Batch
-		if err := queueEvents(&b, []*spool.Event{statusEvent(id, last+1, now, next, run.Attempt)}, &n); err != nil {
+		if err := queueEvents(&b, []*spool.Event{statusEvent(id, last+1, now, next, run.Attempt)}, &n, nil); err != nil {
 			return err
 		}
 		if next == spool.StateQueued {

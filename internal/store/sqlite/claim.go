@@ -30,7 +30,9 @@ const (
 	// over recipes and priorities by the caller: cheaper than a GROUP BY's sort).
 	sqlClaimCounts = `SELECT agent, workspace, state, runs FROM run_stats
 WHERE state IN ('queued', 'running') AND runs > 0`
-	sqlBusySessions = `SELECT DISTINCT workspace, session_id FROM runs INDEXED BY runs_running
+	// sqlFinishingRuns: the groups of the given runs (a JSON list of ids) still running.
+	sqlFinishingRuns = `SELECT agent, workspace FROM runs WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'running'`
+	sqlBusySessions  = `SELECT DISTINCT workspace, session_id FROM runs INDEXED BY runs_running
 WHERE state = 'running' AND session_id > ''`
 
 	// claimSessionFilter keeps runs without a session, and the head (earliest queued run)
@@ -200,6 +202,25 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	}
 	if err := rows.Close(); err != nil {
 		return nil, err
+	}
+	if len(p.Finishing) > 0 {
+		// Finishing runs have given their slots back (store.RunClaimParams.Finishing).
+		if rows, err = tx.query(sqlFinishingRuns, jsonList(p.Finishing)); err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var g group
+			if err := rows.Scan(&g.agent, &g.workspace); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			running--
+			c.runAgent[g.agent]--
+			c.runWorkspace[g.workspace]--
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
 	}
 	if p.Limits.Global > 0 {
 		c.room = min(c.room, p.Limits.Global-running)
