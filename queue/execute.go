@@ -35,6 +35,7 @@ type execution struct {
 	logBytes    int
 	logCapped   bool
 	prog        spool.Progress
+	reported    bool // the handler reported progress
 }
 
 func (x *execution) nextEvent(t spool.EventType) *spool.Event {
@@ -141,6 +142,7 @@ func (x *execution) progressUpdate(u ProgressUpdate) {
 	if u.StepsTotal != nil {
 		x.prog.StepsTotal = *u.StepsTotal
 	}
+	x.reported = true
 	if u.Percentage == nil && x.prog.StepsTotal > 0 {
 		x.prog.Percentage = min(100, 100*float64(x.prog.StepsCompleted)/float64(x.prog.StepsTotal))
 	}
@@ -274,9 +276,13 @@ func (e *Engine) finish(x *execution, out outcome) {
 			prog.StepsCompleted = prog.StepsTotal
 		}
 		p.Progress = &prog
-		pe := x.nextEvent(spool.EventProgress)
-		pe.Progress = &prog
-		events = append(events, pe)
+		if x.reported && prog != x.prog {
+			// A run that reported progress shows it reaching the end. For one that never
+			// did, the run's stored progress says 100 and the events add nothing to it.
+			pe := x.nextEvent(spool.EventProgress)
+			pe.Progress = &prog
+			events = append(events, pe)
+		}
 		status(p.State)
 		ev := x.nextEvent(spool.EventResult)
 		ev.Result = res
