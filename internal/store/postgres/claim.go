@@ -75,6 +75,13 @@ FROM (SELECT id FROM runs WHERE id = ANY($1::text[]) AND state = 'queued' FOR UP
 WHERE r.id = l.id
 RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE e.run_id = r.id)`
 
+// claimLockSQL begins a claim: it takes the claim lock, and lets the claim commit without
+// waiting for its WAL to reach the disk. A claim accepts nothing: if the database crashes
+// and loses it, its runs are queued again, and the attempt that started is given up (its
+// finish no longer matches), as when a node dies. Any later durable commit, such as the
+// run's finish, makes the claim durable too, since WAL is flushed in order.
+const claimLockSQL = `SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)`
+
 // RunClaim starts up to Max runs on Node. Claims of all nodes are serialised by a
 // transaction-level advisory lock, taken before anything is counted, so the running counts
 // a claim sees include every run any node has started, and no two claims can both take the
@@ -117,7 +124,7 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 	var claimed []*store.ClaimedRun
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		claimed = nil
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.claimKey); err != nil {
+		if _, err := tx.Exec(ctx, claimLockSQL, s.claimKey); err != nil {
 			return err
 		}
 		c, err := loadCounts(ctx, tx, p)

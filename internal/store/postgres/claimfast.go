@@ -128,7 +128,7 @@ func (s *Store) quickClaim(ctx context.Context, p *store.RunClaimParams) ([]*sto
 	err := retry(ctx, func() error {
 		claimed, scanned, next = nil, 0, nil
 		var b pgx.Batch
-		b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.claimKey)
+		b.Queue(claimLockSQL, s.claimKey)
 		b.Queue(query, p.Now, p.Node, p.LeaseUntil, want, p.Limits.Global, nonNil(p.Finishing),
 			nonNil(p.HeldAgents), names, lims, p.Limits.PerAgent, budget, s.channel).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
