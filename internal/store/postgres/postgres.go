@@ -38,6 +38,8 @@ type Store struct {
 	claimKey int64 // advisory lock serialising claims
 	queueKey int64 // advisory lock serialising queue-size checks
 
+	submits submitNotifier // coalesces submit notifications (notify.go)
+
 	ctx    context.Context // ends at Close; stops listeners
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,47 +17,105 @@ import (
 	"github.com/spool-run/spool/internal/store"
 )
 
-// insertRunsSQL inserts runs from parallel arrays, skipping those whose idem_key exists, and
-// writes each new run's first status event (seq 1).
-var insertRunsSQL = `WITH v AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-		$7::smallint[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[], $13::text[],
-		$14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
-		$20::timestamptz[], $21::timestamptz[], $22::timestamptz[], $23::timestamptz[])
-	WITH ORDINALITY AS v(id, recipe, agent, workspace, session_id, state, priority, input, config,
-		metadata, max_retries, timeout_sec, retry_of, idempotency_scope, idem_key, idempotency_key,
-		webhook_url, webhook_events, schedule_id, scheduled_for, created_at, run_at, available_at, ord)
-), ins AS (
-	INSERT INTO runs (id, recipe, agent, workspace, session_id, state, priority, input, config,
-		metadata, max_retries, timeout_sec, retry_of, idempotency_scope, idem_key, idempotency_key,
-		webhook_url, webhook_events, schedule_id, scheduled_for, created_at, run_at, available_at)
-	SELECT id, recipe, agent, workspace, session_id, state, priority, nullif(input, ''),
-		nullif(config, ''), nullif(metadata, ''), max_retries, timeout_sec, retry_of,
-		idempotency_scope, nullif(idem_key, ''), idempotency_key, webhook_url,
-		string_to_array(nullif(webhook_events, ''), E'\x1f'), schedule_id, scheduled_for,
-		created_at, run_at, available_at
-	FROM v ORDER BY ord
-	ON CONFLICT (idem_key) DO NOTHING
-	RETURNING ` + runColumns + `
+// insertCols are the columns a submit writes, in the order of insertArgs' arguments, each
+// with its SQL type and the expression that stores the argument @.
+var insertCols = []struct{ name, typ, expr string }{
+	{"id", "text", "@"},
+	{"recipe", "text", "@"},
+	{"agent", "text", "@"},
+	{"workspace", "text", "@"},
+	{"session_id", "text", "@"},
+	{"state", "text", "@"},
+	{"priority", "smallint", "@"},
+	{"input", "text", "nullif(@, '')"},
+	{"config", "text", "nullif(@, '')"},
+	{"metadata", "text", "nullif(@, '')"},
+	{"max_retries", "int", "@"},
+	{"timeout_sec", "int", "@"},
+	{"retry_of", "text", "@"},
+	{"idempotency_scope", "text", "@"},
+	{"idem_key", "text", "nullif(@, '')"},
+	{"idempotency_key", "text", "@"},
+	{"webhook_url", "text", "@"},
+	{"webhook_events", "text", `string_to_array(nullif(@, ''), E'\x1f')`},
+	{"schedule_id", "text", "@"},
+	{"scheduled_for", "timestamptz", "@"},
+	{"created_at", "timestamptz", "@"},
+	{"run_at", "timestamptz", "@"},
+	{"available_at", "timestamptz", "@"},
+}
+
+// ON CONFLICT clauses of insertSQL.
+const (
+	conflictIdemKey = "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
+	conflictAny     = "ON CONFLICT DO NOTHING"
+)
+
+// insertSQLs caches insertSQL's statements by shape.
+var insertSQLs sync.Map
+
+// insertShape is what insertSQL's statement depends on.
+type insertShape struct {
+	arrays   uint32
+	conflict string
+}
+
+// insertSQL is the statement that inserts runs with their first status events (seq 1) and
+// returns each new run's id and seq, in insert order. Argument i is column i of insertCols:
+// an array with one element per run when bit i of arrays is set, else one value for every
+// run (without arrays it inserts one run). Unnesting costs per array, and most columns of a
+// batch hold one value. conflict is empty or the ON CONFLICT clause skipping runs.
+func insertSQL(arrays uint32, conflict string) string {
+	key := insertShape{arrays, conflict}
+	if q, ok := insertSQLs.Load(key); ok {
+		return q.(string)
+	}
+	var names, exprs, unnest, aliases []string
+	for i, c := range insertCols {
+		names = append(names, c.name)
+		x := fmt.Sprintf("$%d::%s", i+1, c.typ)
+		if arrays&(1<<i) != 0 {
+			unnest = append(unnest, x+"[]")
+			aliases = append(aliases, c.name)
+			x = "v." + c.name
+		}
+		exprs = append(exprs, strings.ReplaceAll(c.expr, "@", x))
+	}
+	from := ""
+	if len(unnest) > 0 {
+		from = "\n\tFROM unnest(" + strings.Join(unnest, ", ") + ")\n\t\tWITH ORDINALITY AS v(" +
+			strings.Join(aliases, ", ") + ", ord)\n\tORDER BY ord"
+	}
+	if conflict != "" {
+		conflict = "\n\t" + conflict
+	}
+	q := `WITH ins AS (
+	INSERT INTO runs (` + strings.Join(names, ", ") + `)
+	SELECT ` + strings.Join(exprs, ", ") + from + conflict + `
+	RETURNING id, seq, created_at, state
 ), ev AS (
 	INSERT INTO events (run_id, seq, type, ts, status) SELECT id, 1, 'status', created_at, state FROM ins
 )
-SELECT ` + runColumns + ` FROM ins`
+SELECT id, seq FROM ins`
+	insertSQLs.Store(key, q)
+	return q
+}
 
 // RunInsert stores a new run with its first status event, or returns the run that already
 // has its idempotency key (the unique index decides races). Without MaxQueued it costs one
-// round trip: the insert and its notification run as one implicit transaction. With
-// MaxQueued, the queue-size check and the insert happen in a transaction holding an
-// advisory lock, so concurrent submits on any node never overshoot the limit.
+// round trip: the insert (with its notification, when it carries it) is one implicit
+// transaction. With MaxQueued, the queue-size check and the insert happen in a transaction
+// holding an advisory lock, so concurrent submits on any node never overshoot the limit.
 func (s *Store) RunInsert(ctx context.Context, p *store.RunInsertParams) (*spool.Run, bool, error) {
 	var (
 		run     *spool.Run
 		existed bool
+		trail   bool
 		err     error
 	)
 	if p.MaxQueued > 0 {
 		err = s.inTx(ctx, func(tx pgx.Tx) error {
-			run, existed = nil, false
+			run, existed, trail = nil, false, false
 			if p.IdemKey != "" {
 				r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE idem_key = $1`, p.IdemKey))
 				if err == nil {
@@ -71,7 +132,8 @@ func (s *Store) RunInsert(ctx context.Context, p *store.RunInsertParams) (*spool
 				return err
 			}
 			var queued int64
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM runs WHERE state IN ('queued', 'paused')`).Scan(&queued); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM runs WHERE state = 'queued')
+				+ (SELECT count(*) FROM runs WHERE state = 'paused')`).Scan(&queued); err != nil {
 				return err
 			}
 			if queued >= int64(p.MaxQueued) {
@@ -81,23 +143,26 @@ func (s *Store) RunInsert(ctx context.Context, p *store.RunInsertParams) (*spool
 					RetryAfter: 5,
 				}
 			}
-			runs, found, err := s.insertRuns(ctx, tx, []*store.RunInsertParams{p})
+			runs, found, t, err := s.insertRuns(ctx, tx, []*store.RunInsertParams{p})
 			if err != nil {
 				return err
 			}
-			run, existed = runs[0], found[0]
+			run, existed, trail = runs[0], found[0], t
 			return nil
 		})
 	} else {
 		var runs []*spool.Run
 		var found []bool
-		runs, found, err = s.insertRuns(ctx, s.pool, []*store.RunInsertParams{p})
+		runs, found, trail, err = s.insertRuns(ctx, s.pool, []*store.RunInsertParams{p})
 		if err == nil {
 			run, existed = runs[0], found[0]
 		}
 	}
 	if err != nil {
 		return nil, false, wrapRunErr(err, "insert", p.ID)
+	}
+	if trail {
+		s.submitSkipped()
 	}
 	return run, existed, nil
 }
@@ -108,71 +173,73 @@ func (s *Store) RunInsertMany(ctx context.Context, ps []*store.RunInsertParams) 
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	runs, _, err := s.insertRuns(ctx, s.pool, ps)
+	runs, _, trail, err := s.insertRuns(ctx, s.pool, ps)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: insert %d runs: %w", len(ps), err)
+	}
+	if trail {
+		s.submitSkipped()
 	}
 	return runs, nil
 }
 
-// insertRuns inserts ps and returns, aligned with ps, each run and whether it existed. On the
-// pool, the insert and its TopicSubmit notification are one batch, so one implicit
-// transaction; in a transaction they are part of it. Runs skipped for an existing
+// insertRuns inserts ps and returns, aligned with ps, each run and whether it existed. On
+// the pool the insert is its own implicit transaction, in the same batch as the TopicSubmit
+// notification when this submit carries it (see submitNotifier); in a transaction it is
+// part of it. trail reports that claimable runs were inserted without the notification:
+// the caller calls s.submitSkipped once they are committed. Runs skipped for an existing
 // idempotency key are then read by key; when such a run was deleted in between, the insert
 // is tried again.
-func (s *Store) insertRuns(ctx context.Context, q querier, ps []*store.RunInsertParams) ([]*spool.Run, []bool, error) {
-	args, runnable, err := insertArgs(ps)
+func (s *Store) insertRuns(ctx context.Context, q querier, ps []*store.RunInsertParams) (runs []*spool.Run, existed []bool, trail bool, err error) {
+	in, err := insertArgs(ps)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
+	}
+	notify := in.runnable && s.claimSubmitNote()
+	trail = in.runnable && !notify
+	_, inTx := q.(pgx.Tx)
+	conflict := ""
+	if in.conflict {
+		conflict = conflictIdemKey
 	}
 	for try := 1; ; try++ {
-		var (
-			b        pgx.Batch
-			n        notes
-			inserted = make(map[string]*spool.Run, len(ps))
-		)
-		b.Queue(insertRunsSQL, args...).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				r, err := scanRun(rows)
-				if err != nil {
-					return err
-				}
-				inserted[r.ID] = r
-			}
-			return rows.Err()
-		})
-		if runnable {
+		var b pgx.Batch
+		seqs := in.queue(&b, ps, conflict)
+		if notify {
+			var n notes
 			n.runnable() // harmless when every run turns out to exist already
+			n.queue(&b, s.channel)
 		}
-		n.queue(&b, s.channel)
 		send := func() error { return q.SendBatch(ctx, &b).Close() }
-		if _, inTx := q.(pgx.Tx); !inTx {
+		if !inTx {
 			// Alone, the batch is its own transaction and can be retried; in a
 			// transaction, only the whole transaction can.
 			send = func() error { return retry(ctx, func() error { return q.SendBatch(ctx, &b).Close() }) }
 		}
 		if err := send(); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		runs := make([]*spool.Run, len(ps))
-		existed := make([]bool, len(ps))
+		runs = make([]*spool.Run, len(ps))
+		existed = make([]bool, len(ps))
 		var missing []string
 		for i, p := range ps {
-			if r := inserted[p.ID]; r != nil {
-				runs[i] = r
+			if seqs[i] != 0 {
+				if runs[i], err = in.run(i, p, seqs[i]); err != nil {
+					return nil, nil, false, err
+				}
 				continue
 			}
 			if p.IdemKey == "" {
-				return nil, nil, fmt.Errorf("run %s was not inserted", p.ID)
+				return nil, nil, false, fmt.Errorf("run %s was not inserted", p.ID)
 			}
 			missing = append(missing, p.IdemKey)
 		}
 		if len(missing) == 0 {
-			return runs, existed, nil
+			return runs, existed, trail, nil
 		}
 		found, err := scanRunsWithKey(q.Query(ctx, `SELECT `+runColumns+`, idem_key FROM runs WHERE idem_key = ANY($1)`, missing))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		complete := true
 		for i, p := range ps {
@@ -182,17 +249,94 @@ func (s *Store) insertRuns(ctx context.Context, q querier, ps []*store.RunInsert
 			}
 		}
 		if complete {
-			return runs, existed, nil
+			return runs, existed, trail, nil
 		}
-		if _, inTx := q.(pgx.Tx); inTx || try == 3 {
-			return nil, nil, errors.New("a run with the same idempotency key was deleted while this one was inserted; submit again")
+		if inTx || try == 3 {
+			return nil, nil, false, errors.New("a run with the same idempotency key was deleted while this one was inserted; submit again")
 		}
 	}
 }
 
-// insertArgs converts ps to insertRunsSQL's parallel arrays, and reports whether any of the
-// runs is queued (not scheduled).
-func insertArgs(ps []*store.RunInsertParams) ([]any, bool, error) {
+// insertSkipping inserts ps with their first events in q, skipping runs that conflict on
+// any unique index, and returns the runs inserted, in order, and whether any of ps is queued
+// (not scheduled).
+func insertSkipping(ctx context.Context, q querier, ps []*store.RunInsertParams) ([]*spool.Run, bool, error) {
+	in, err := insertArgs(ps)
+	if err != nil {
+		return nil, false, err
+	}
+	var b pgx.Batch
+	seqs := in.queue(&b, ps, conflictAny)
+	if err := q.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, false, err
+	}
+	var runs []*spool.Run
+	for i, p := range ps {
+		if seqs[i] != 0 {
+			r, err := in.run(i, p, seqs[i])
+			if err != nil {
+				return nil, false, err
+			}
+			runs = append(runs, r)
+		}
+	}
+	return runs, in.runnable, nil
+}
+
+// queue queues in's insert of ps on b, skipping runs as conflict says (see insertSQL). Once
+// b has run, element i of the slice returned is the seq of ps[i], 0 when it was skipped.
+func (in *insertBatch) queue(b *pgx.Batch, ps []*store.RunInsertParams, conflict string) []int64 {
+	seqs := make([]int64, len(ps))
+	b.Queue(insertSQL(in.arrays, conflict), in.args...).Query(func(rows pgx.Rows) error {
+		clear(seqs) // the batch may be sent again after a transient error
+		next := 0
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				return err
+			}
+			k := indexOfRun(ps, id, next)
+			if k < 0 {
+				return fmt.Errorf("inserted a run %s that was not submitted", id)
+			}
+			seqs[k], next = seq, k+1
+		}
+		return rows.Err()
+	})
+	return seqs
+}
+
+// indexOfRun returns the index in ps of the run with id, or -1. It looks at index from and
+// after first: insertSQL returns runs in insert order.
+func indexOfRun(ps []*store.RunInsertParams, id string, from int) int {
+	for k := from; k < len(ps); k++ {
+		if ps[k].ID == id {
+			return k
+		}
+	}
+	for k := range min(from, len(ps)) {
+		if ps[k].ID == id {
+			return k
+		}
+	}
+	return -1
+}
+
+// insertBatch is a submit's arguments for insertSQL, with what each run gets stored.
+type insertBatch struct {
+	args     []any
+	arrays   uint32 // the columns sent as arrays (see insertSQL)
+	conflict bool   // some run has an idempotency key
+	runnable bool   // some run is queued (not scheduled)
+
+	states             []string
+	created, available []time.Time
+	metas, hookEvents  []string
+}
+
+// insertArgs converts ps to insertSQL's arguments.
+func insertArgs(ps []*store.RunInsertParams) (*insertBatch, error) {
 	k := len(ps)
 	var (
 		ids, recipes, agents, workspaces, sessions, states = make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
@@ -203,7 +347,7 @@ func insertArgs(ps []*store.RunInsertParams) ([]any, bool, error) {
 		hookURLs, hookEvents, scheduleIDs                  = make([]string, k), make([]string, k), make([]string, k)
 		scheduledFor, runAt                                = make([]pgtype.Timestamptz, k), make([]pgtype.Timestamptz, k)
 		createdAt, availableAt                             = make([]time.Time, k), make([]time.Time, k)
-		runnable                                           bool
+		in                                                 = &insertBatch{args: make([]any, len(insertCols))}
 	)
 	for i, p := range ps {
 		created := p.CreatedAt
@@ -214,10 +358,11 @@ func insertArgs(ps []*store.RunInsertParams) ([]any, bool, error) {
 		if p.RunAt != nil && p.RunAt.After(created) {
 			state, available = spool.StateScheduled, *p.RunAt
 		}
-		runnable = runnable || state == spool.StateQueued
+		in.runnable = in.runnable || state == spool.StateQueued
+		in.conflict = in.conflict || p.IdemKey != ""
 		meta, err := jsonText(p.Metadata)
 		if err != nil {
-			return nil, false, fmt.Errorf("run %s: encode metadata: %w", p.ID, err)
+			return nil, fmt.Errorf("run %s: encode metadata: %w", p.ID, err)
 		}
 		ids[i], recipes[i], agents[i], workspaces[i], sessions[i] = p.ID, p.Recipe, p.Agent, p.Workspace, p.SessionID
 		states[i], priorities[i] = string(state), int16(p.Priority)
@@ -228,9 +373,93 @@ func insertArgs(ps []*store.RunInsertParams) ([]any, bool, error) {
 		scheduledFor[i], runAt[i] = nullTime(p.ScheduledFor), nullTime(p.RunAt)
 		createdAt[i], availableAt[i] = created, available
 	}
-	return []any{ids, recipes, agents, workspaces, sessions, states, priorities, inputs, configs, metas,
-		maxRetries, timeouts, retryOf, scopes, idemKeys, keys, hookURLs, hookEvents, scheduleIDs,
-		scheduledFor, createdAt, runAt, availableAt}, runnable, nil
+	// Each run has its own id: a batch repeating one is refused by the primary key.
+	in.args[0] = ids
+	if k > 1 {
+		in.arrays = 1
+	} else {
+		in.args[0] = ids[0]
+	}
+	column(in, 1, recipes)
+	column(in, 2, agents)
+	column(in, 3, workspaces)
+	column(in, 4, sessions)
+	column(in, 5, states)
+	column(in, 6, priorities)
+	column(in, 7, inputs)
+	column(in, 8, configs)
+	column(in, 9, metas)
+	column(in, 10, maxRetries)
+	column(in, 11, timeouts)
+	column(in, 12, retryOf)
+	column(in, 13, scopes)
+	column(in, 14, idemKeys)
+	column(in, 15, keys)
+	column(in, 16, hookURLs)
+	column(in, 17, hookEvents)
+	column(in, 18, scheduleIDs)
+	column(in, 19, scheduledFor)
+	column(in, 20, createdAt)
+	column(in, 21, runAt)
+	column(in, 22, availableAt)
+	in.states, in.created, in.available, in.metas, in.hookEvents = states, createdAt, availableAt, metas, hookEvents
+	return in, nil
+}
+
+// column sets argument i of in to vals, or to their one value when they are all the same.
+func column[T comparable](in *insertBatch, i int, vals []T) {
+	for _, v := range vals[1:] {
+		if v != vals[0] {
+			in.args[i] = vals
+			in.arrays |= 1 << i
+			return
+		}
+	}
+	in.args[i] = vals[0]
+}
+
+// run is the run inserted for ps[i] with seq, as scanRun reads it back: times in UTC to
+// the microsecond, empty documents as nil.
+func (in *insertBatch) run(i int, p *store.RunInsertParams, seq int64) (*spool.Run, error) {
+	r := &spool.Run{
+		Seq: seq, ID: p.ID, Recipe: p.Recipe, Agent: p.Agent, Workspace: p.Workspace, SessionID: p.SessionID,
+		State: spool.State(in.states[i]), Priority: spool.Priority(int16(p.Priority)),
+		Input: storedJSON(p.Input), Config: storedJSON(p.Config),
+		MaxRetries: int(int32(p.MaxRetries)), TimeoutSec: int(int32(p.TimeoutSec)), RetryOf: p.RetryOf,
+		IdempotencyKey: p.IdempotencyKey, IdempotencyScope: p.IdempotencyScope, WebhookURL: p.WebhookURL,
+		ScheduleID: p.ScheduleID, ScheduledFor: storedTimePtr(p.ScheduledFor),
+		CreatedAt: storedTime(in.created[i]), RunAt: storedTimePtr(p.RunAt), AvailableAt: storedTime(in.available[i]),
+	}
+	if ev := in.hookEvents[i]; ev != "" {
+		r.WebhookEvents = strings.Split(ev, "\x1f")
+	}
+	if m := in.metas[i]; m != "" {
+		if err := json.Unmarshal([]byte(m), &r.Metadata); err != nil {
+			return nil, fmt.Errorf("run %s: decode metadata: %w", r.ID, err)
+		}
+	}
+	return r, nil
+}
+
+// storedJSON is a document as read back: nil when empty, else a copy.
+func storedJSON(b json.RawMessage) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	return json.RawMessage(string(b))
+}
+
+// storedTime is t as timestamptz keeps it: to the microsecond (rounded down, as pgx sends
+// it), read back in UTC.
+func storedTime(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
+
+// storedTimePtr is storedTime of an optional time, nil when absent or zero (as nullTime).
+func storedTimePtr(t *time.Time) *time.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	u := storedTime(*t)
+	return &u
 }
 
 // scanRunsWithKey reads runs followed by their idem_key, by key.
@@ -274,9 +503,6 @@ func (s *Store) RunList(ctx context.Context, p *spool.ListParams) ([]*spool.Run,
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
-	if len(p.States) > 0 {
-		add("state = ANY($%d)", stateStrings(p.States))
-	}
 	if p.Recipe != "" {
 		add("recipe = $%d", p.Recipe)
 	}
@@ -289,15 +515,34 @@ func (s *Store) RunList(ctx context.Context, p *spool.ListParams) ([]*spool.Run,
 	if p.SessionID != "" {
 		add("session_id = $%d", p.SessionID)
 	}
+	// The states are written into the statement (they are a fixed set), so that every plan
+	// can tell which partial indexes hold them.
+	queued, others := splitStates(p.States)
+	var total int64
+	if p.WithTotal {
+		// Queued runs are counted on runs_claim(_group), the others on runs_state.
+		count := func(state string) string {
+			return "(SELECT count(*) FROM runs WHERE " + strings.Join(append([]string{state}, where...), " AND ") + ")"
+		}
+		var parts []string
+		if queued {
+			parts = append(parts, count("state = 'queued'"))
+		}
+		if others != "" {
+			parts = append(parts, count(others))
+		}
+		if len(parts) > 0 {
+			if err := s.pool.QueryRow(ctx, `SELECT `+strings.Join(parts, " + "), args...).Scan(&total); err != nil {
+				return nil, 0, fmt.Errorf("postgres: count runs: %w", err)
+			}
+		}
+	}
+	if len(p.States) > 0 {
+		where = append(where, stateIn(p.States))
+	}
 	filter := ""
 	if len(where) > 0 {
 		filter = " WHERE " + strings.Join(where, " AND ")
-	}
-	var total int64
-	if p.WithTotal {
-		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM runs`+filter, args...).Scan(&total); err != nil {
-			return nil, 0, fmt.Errorf("postgres: count runs: %w", err)
-		}
 	}
 	size := p.PageSize
 	if size <= 0 {
@@ -319,6 +564,58 @@ func (s *Store) RunList(ctx context.Context, p *spool.ListParams) ([]*spool.Run,
 		return nil, 0, fmt.Errorf("postgres: list runs: %w", err)
 	}
 	return runs, total, nil
+}
+
+// splitStates tells whether a run list of states (all states when empty) includes queued
+// runs, and returns the condition selecting its other states ("" for none).
+func splitStates(states []spool.State) (queued bool, others string) {
+	if len(states) == 0 {
+		return true, "state <> 'queued'"
+	}
+	var rest []spool.State
+	for _, st := range states {
+		if st == spool.StateQueued {
+			queued = true
+		} else {
+			rest = append(rest, st)
+		}
+	}
+	if len(rest) == 0 {
+		return queued, ""
+	}
+	return queued, stateIn(rest)
+}
+
+// stateIn is the SQL condition selecting runs in states, with each state written as a
+// literal; states that are not run states match nothing. Queued runs are selected apart
+// (state = 'queued' OR ...), so that a plan can read them on runs_claim and the others on
+// runs_state.
+func stateIn(states []spool.State) string {
+	var (
+		queued bool
+		lits   []string
+	)
+	for _, st := range states {
+		if st == spool.StateQueued {
+			queued = true
+		} else if slices.Contains(spool.States, st) && !slices.Contains(lits, "'"+string(st)+"'") {
+			lits = append(lits, "'"+string(st)+"'")
+		}
+	}
+	var conds []string
+	if queued {
+		conds = append(conds, "state = 'queued'")
+	}
+	if len(lits) > 0 {
+		conds = append(conds, "state IN ("+strings.Join(lits, ", ")+")")
+	}
+	switch len(conds) {
+	case 0:
+		return "false"
+	case 1:
+		return conds[0]
+	}
+	return "(" + strings.Join(conds, " OR ") + ")"
 }
 
 // lockRun locks one run for the rest of the transaction and returns its state.
@@ -544,7 +841,7 @@ func (s *Store) RunClear(ctx context.Context, p *store.RunClearParams) (int64, e
 			var args []any
 			cond := scope("created_at", &args)
 			ids, err := collectStrings(tx.Query(ctx, `WITH d AS (
-				DELETE FROM runs WHERE state IN ('queued', 'scheduled', 'paused')`+cond+` RETURNING id
+				DELETE FROM runs WHERE (state = 'queued' OR state IN ('scheduled', 'paused'))`+cond+` RETURNING id
 			), e AS (
 				DELETE FROM events WHERE run_id IN (SELECT id FROM d)
 			)
@@ -589,8 +886,8 @@ func collectStrings(rows pgx.Rows, err error) ([]string, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// RunStats counts runs by state (GROUP BY on an index) and reports average wait and
-// duration from run_totals, in one round trip.
+// RunStats counts runs by state (queued runs by priority on runs_claim, the others on
+// runs_state) and reports average wait and duration from run_totals, in one round trip.
 func (s *Store) RunStats(ctx context.Context, workspace string) (*spool.Stats, error) {
 	st := &spool.Stats{
 		QueuedByPriority:   map[string]int64{},
@@ -602,7 +899,7 @@ func (s *Store) RunStats(ctx context.Context, workspace string) (*spool.Stats, e
 	}
 	filter := `($1 = '' OR workspace = $1)`
 	var b pgx.Batch
-	b.Queue(`SELECT state, count(*) FROM runs WHERE `+filter+` GROUP BY state`, workspace).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT state, count(*) FROM runs WHERE state <> 'queued' AND `+filter+` GROUP BY state`, workspace).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var state string
 			var k int64
@@ -610,8 +907,6 @@ func (s *Store) RunStats(ctx context.Context, workspace string) (*spool.Stats, e
 				return err
 			}
 			switch spool.State(state) {
-			case spool.StateQueued:
-				st.Queued = k
 			case spool.StateScheduled:
 				st.Scheduled = k
 			case spool.StateRunning:
@@ -637,6 +932,8 @@ func (s *Store) RunStats(ctx context.Context, workspace string) (*spool.Stats, e
 				return err
 			}
 			st.QueuedByPriority[spool.Priority(p).String()] += k
+			st.Queued += k
+			st.Total += k
 		}
 		return rows.Err()
 	})

@@ -245,16 +245,6 @@ func (s *Store) ScheduleNextWake(ctx context.Context) (time.Time, bool, error) {
 	return t.UTC(), true, nil
 }
 
-// insertTickRunsSQL is insertRunsSQL skipping runs that conflict on any unique index: a
-// tick whose run exists (runs_schedule_tick) starts nothing.
-var insertTickRunsSQL = func() string {
-	const from, to = "ON CONFLICT (idem_key) DO NOTHING", "ON CONFLICT DO NOTHING"
-	if !strings.Contains(insertRunsSQL, from) {
-		panic("postgres: insertRunsSQL has no " + from)
-	}
-	return strings.Replace(insertRunsSQL, from, to, 1)
-}()
-
 // ScheduleFire moves a schedule's next tick, guarded by the value the caller read, and
 // inserts the runs of its ticks, in one transaction.
 func (s *Store) ScheduleFire(ctx context.Context, p *store.ScheduleFireParams) (*store.ScheduleFireResult, error) {
@@ -295,11 +285,9 @@ func (s *Store) ScheduleFire(ctx context.Context, p *store.ScheduleFireParams) (
 		}
 		res.Skipped = len(p.Runs) - len(runs)
 		if len(runs) > 0 {
-			args, runnable, err := insertArgs(runs)
-			if err != nil {
-				return err
-			}
-			res.Runs, err = scanRuns(tx.Query(ctx, insertTickRunsSQL, args...))
+			// A tick whose run exists (runs_schedule_tick) starts nothing.
+			var runnable bool
+			res.Runs, runnable, err = insertSkipping(ctx, tx, runs)
 			if err != nil {
 				return err
 			}
