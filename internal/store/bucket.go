@@ -23,13 +23,33 @@ func RateFor(rates map[string]Rate, kind, name string) (Rate, bool) {
 	return Rate{}, false
 }
 
-// rateOfKey returns the rate that applies to a bucket key.
+// rateOfKey returns the rate that applies to a bucket key: RateFor of its kind and name,
+// without building keys.
 func rateOfKey(rates map[string]Rate, key string) (Rate, bool) {
-	kind, name, ok := strings.Cut(key, ":")
-	if !ok {
+	kind, _, ok := strings.Cut(key, ":")
+	if !ok || len(rates) == 0 {
 		return Rate{}, false
 	}
-	return RateFor(rates, kind, name)
+	if r, ok := rates[key]; ok && r.Limit > 0 && r.Per > 0 {
+		return r, true
+	}
+	if r, ok := rates[defaultKey(kind)]; ok && r.Limit > 0 && r.Per > 0 {
+		return r, true
+	}
+	return Rate{}, false
+}
+
+// defaultKey is RateKey(kind, "*"), constant for the known kinds.
+func defaultKey(kind string) string {
+	switch kind {
+	case RateAgent:
+		return RateAgent + ":*"
+	case RateWorkspace:
+		return RateWorkspace + ":*"
+	case RateRecipe:
+		return RateRecipe + ":*"
+	}
+	return RateKey(kind, "*")
 }
 
 // TokensAt returns the tokens of a bucket of rate r that held tokens at updated, refilled
@@ -66,8 +86,9 @@ type BucketRow struct {
 }
 
 // Buckets applies rate limits and holds during one claim: drivers load the stored buckets
-// that are not full or are held, ask Admit for each candidate run in claim order, and write
-// back Dirty. Every driver shares it, so limits mean the same on SQLite and PostgreSQL.
+// that are not full or are held (or keep them in a BucketCache and start from its Claim),
+// ask Admit for each candidate run in claim order, and write back Dirty. Every driver
+// shares it, so limits mean the same on SQLite and PostgreSQL.
 type Buckets struct {
 	rates  map[string]Rate
 	now    time.Time
@@ -75,6 +96,9 @@ type Buckets struct {
 	held   map[string]time.Time // holds in force
 	local  map[string]bool      // holds known to the node only (RunClaimParams.HeldAgents)
 	dirty  map[string]bool
+	// cache, when set (BucketCache.Claim), holds the stored rows: they are read when needed
+	// rather than loaded, and tokens memoizes those read.
+	cache *BucketCache
 }
 
 // NewBuckets starts the bucket accounting of one claim at now.
@@ -103,31 +127,49 @@ func (b *Buckets) tokensOf(key string, r Rate) float64 {
 	if t, ok := b.tokens[key]; ok {
 		return t
 	}
+	if b.cache != nil {
+		if t, ok := b.lazyTokens(key, r); ok {
+			b.tokens[key] = t
+			return t
+		}
+	}
 	return r.Capacity()
 }
 
+// heldUntil returns the stored hold of key in force.
+func (b *Buckets) heldUntil(key string) (time.Time, bool) {
+	if h, ok := b.held[key]; ok {
+		return h, true
+	}
+	if b.cache != nil {
+		return b.lazyHeld(key)
+	}
+	return time.Time{}, false
+}
+
 // blocked reports whether key is held or its bucket is empty.
-func (b *Buckets) blocked(kind, name string) bool {
-	key := RateKey(kind, name)
-	if _, ok := b.held[key]; ok || b.local[key] {
+func (b *Buckets) blocked(key string) bool {
+	if _, ok := b.heldUntil(key); ok || b.local[key] {
 		return true
 	}
-	r, ok := RateFor(b.rates, kind, name)
+	r, ok := rateOfKey(b.rates, key)
 	return ok && b.tokensOf(key, r) < 1-tokenEpsilon
 }
 
 // Admit reports whether a run of agent, workspace and recipe may start now, and if so takes
 // a token from each of its buckets.
 func (b *Buckets) Admit(agent, workspace, recipe string) bool {
-	groups := [3][2]string{{RateAgent, agent}, {RateWorkspace, workspace}, {RateRecipe, recipe}}
-	for _, g := range groups {
-		if b.blocked(g[0], g[1]) {
+	if len(b.rates) == 0 && len(b.held) == 0 && len(b.local) == 0 && (b.cache == nil || len(b.cache.view.blocked) == 0) {
+		return true // nothing limits or holds any run
+	}
+	keys := [3]string{RateKey(RateAgent, agent), RateKey(RateWorkspace, workspace), RateKey(RateRecipe, recipe)}
+	for _, key := range keys {
+		if b.blocked(key) {
 			return false
 		}
 	}
-	for _, g := range groups {
-		if r, ok := RateFor(b.rates, g[0], g[1]); ok {
-			key := RateKey(g[0], g[1])
+	for _, key := range keys {
+		if r, ok := rateOfKey(b.rates, key); ok {
 			b.tokens[key] = b.tokensOf(key, r) - 1
 			b.dirty[key] = true
 		}
@@ -139,24 +181,62 @@ func (b *Buckets) Admit(agent, workspace, recipe string) bool {
 // their runs in SQL, sorted.
 func (b *Buckets) Blocked(kind string) []string {
 	out := []string{}
+	b.EachBlocked(func(k, name string) {
+		if k == kind {
+			out = append(out, name)
+		}
+	})
+	sort.Strings(out)
+	return out
+}
+
+// EachBlocked calls fn with the kind and name of every bucket that is empty or held, once
+// each and in no particular order: Blocked for every kind at once, without sorting.
+func (b *Buckets) EachBlocked(fn func(kind, name string)) {
+	for _, key := range b.candidates(true) {
+		if kind, name, ok := strings.Cut(key, ":"); ok && name != "*" && b.blocked(key) {
+			fn(kind, name)
+		}
+	}
+}
+
+// EachEmptied calls fn with the kind and name of every bucket that Admit took tokens from
+// and that is now empty: what EachBlocked adds to what it reported before those Admits.
+func (b *Buckets) EachEmptied(fn func(kind, name string)) {
+	for key := range b.dirty {
+		if kind, name, ok := strings.Cut(key, ":"); ok && name != "*" && b.blocked(key) {
+			fn(kind, name)
+		}
+	}
+}
+
+// candidates lists, once each, the keys that may be held or empty: held or with tokens
+// loaded, the view's of a BucketCache, and with local the node's own holds.
+func (b *Buckets) candidates(local bool) []string {
+	var out []string
 	seen := map[string]bool{}
 	add := func(key string) {
-		k, name, _ := strings.Cut(key, ":")
-		if k == kind && name != "*" && !seen[name] && b.blocked(k, name) {
-			seen[name] = true
-			out = append(out, name)
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, key)
 		}
 	}
 	for key := range b.held {
 		add(key)
 	}
-	for key := range b.local {
-		add(key)
+	if local {
+		for key := range b.local {
+			add(key)
+		}
 	}
 	for key := range b.tokens {
 		add(key)
 	}
-	sort.Strings(out)
+	if b.cache != nil {
+		for _, e := range b.cache.view.order {
+			add(e.key)
+		}
+	}
 	return out
 }
 
@@ -176,6 +256,9 @@ func (b *Buckets) Dirty() []BucketRow {
 // NextAt returns the earliest time at which an empty or held bucket has a token again;
 // zero when none is empty or held.
 func (b *Buckets) NextAt() time.Time {
+	if b.cache != nil {
+		return b.nextAtCached()
+	}
 	var next time.Time
 	consider := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
@@ -204,25 +287,20 @@ func (b *Buckets) NextAt() time.Time {
 // States describes the buckets that are empty or held, for stats.
 func (b *Buckets) States() []*RateState {
 	var out []*RateState
-	keys := map[string]bool{}
-	for key := range b.held {
-		keys[key] = true
-	}
-	for key, t := range b.tokens {
-		if t < 1-tokenEpsilon {
-			keys[key] = true
-		}
-	}
-	for key := range keys {
-		st := &RateState{Key: key, NextAt: b.now}
+	for _, key := range b.candidates(false) {
+		_, held := b.heldUntil(key)
 		r, ok := rateOfKey(b.rates, key)
+		if !held && !(ok && b.tokensOf(key, r) < 1-tokenEpsilon) {
+			continue
+		}
+		st := &RateState{Key: key, NextAt: b.now}
 		if ok {
 			st.Tokens = b.tokensOf(key, r)
 			st.NextAt = r.NextToken(st.Tokens, b.now)
 		} else {
 			st.Tokens = 1
 		}
-		if h, held := b.held[key]; held {
+		if h, held := b.heldUntil(key); held {
 			h := h
 			st.HeldUntil = &h
 			if h.After(st.NextAt) {

@@ -179,7 +179,8 @@ type RunClaimParams struct {
 	// applies to every agent (or workspace) without its own. A run starts only when every
 	// bucket it falls under (its agent's, its workspace's and its recipe's) holds a token,
 	// and takes one from each. Drivers that implement [TimeStore] keep the buckets in the
-	// database, so they hold across nodes, and honour holds stored with RateHold.
+	// database, so they hold across nodes, and honour holds stored with RateHold. Callers
+	// must not change the map after passing it: drivers may keep it between claims.
 	Rates map[string]Rate
 	// Result, when not nil, is filled in by the claim.
 	Result *ClaimResult

@@ -171,6 +171,63 @@ func BenchmarkClaimSmall(b *testing.B) {
 	}
 }
 
+// BenchmarkClaimRateLimited measures claims of 16 runs at a time, alone and while 1,000
+// rate-limited agents, their tokens spent, wait with 10 urgent runs each (the bench's
+// rate_limited_agents workload): the claim has to look past 10,000 runs it may not start.
+func BenchmarkClaimRateLimited(b *testing.B) {
+	for _, agents := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("Agents%d", agents), func(b *testing.B) {
+			s := benchStore(b)
+			ctx, now := context.Background(), time.Now()
+			rates := map[string]store.Rate{}
+			limited := func(i int) string { return fmt.Sprintf("limited%04d", i%agents) }
+			for i := range agents {
+				rates[store.RateKey(store.RateAgent, limited(i))] = store.Rate{Limit: 1, Per: time.Hour}
+			}
+			urgent := func(n int) {
+				for done := 0; done < n; {
+					k := min(1000, n-done)
+					ps := make([]*store.RunInsertParams, k)
+					for i := range ps {
+						ps[i] = benchParams(now, limited(done+i))
+						ps[i].Priority = spool.PriorityUrgent
+					}
+					if _, err := s.RunInsertMany(ctx, ps); err != nil {
+						b.Fatal(err)
+					}
+					done += k
+				}
+			}
+			if agents > 0 {
+				urgent(agents)
+				got, err := s.RunClaim(ctx, &store.RunClaimParams{Node: "n", Now: now, Max: agents, Rates: rates})
+				if err != nil || len(got) != agents {
+					b.Fatalf("spending the tokens: %d claimed, %v", len(got), err)
+				}
+				evs, ps := finishes(got, now)
+				if _, err := s.RunFinishMany(ctx, evs, ps); err != nil {
+					b.Fatal(err)
+				}
+				urgent(10 * agents)
+			}
+			fill(b, s, b.N, now, oneAgent)
+			p := &store.RunClaimParams{Node: "n", LeaseUntil: now.Add(time.Minute), Max: 16, Rates: rates}
+			defer startCPU(b)()
+			for claimed := 0; claimed < b.N; {
+				p.Now = now.Add(time.Duration(claimed) * time.Microsecond)
+				got, err := s.RunClaim(ctx, p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got) == 0 {
+					b.Fatalf("claimed nothing after %d of %d", claimed, b.N)
+				}
+				claimed += len(got)
+			}
+		})
+	}
+}
+
 // finishes builds the finish of claimed runs as the engine sends it: a result and a status
 // event per run.
 func finishes(cs []*store.ClaimedRun, now time.Time) ([]*spool.Event, []*store.RunFinishParams) {

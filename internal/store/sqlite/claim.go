@@ -27,7 +27,8 @@ const (
 
 const (
 	// sqlClaimCounts: queued and running runs by (agent, workspace), from the aggregate (summed
-	// over recipes and priorities by the caller: cheaper than a GROUP BY's sort).
+	// over recipes and priorities by the caller: cheaper than a GROUP BY's sort). The writer's
+	// claimCache reads it once and then follows the changes.
 	sqlClaimCounts = `SELECT agent, workspace, state, runs FROM run_stats
 WHERE state IN ('queued', 'running') AND runs > 0`
 	// sqlFinishingRuns: the groups of the given runs (a JSON list of ids) still running.
@@ -97,7 +98,8 @@ type claimCand struct {
 type group struct{ agent, workspace string }
 
 // RunClaim starts up to p.Max queued runs on p.Node in one transaction, honouring the
-// concurrency limits, p.Rates (token buckets stored in rate_buckets) and holds.
+// concurrency limits, p.Rates (token buckets stored in rate_buckets) and holds. It reads the
+// buckets and the counts of runs by group from the writer's claimCache, not the database.
 func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	if p.Max <= 0 {
 		return nil, nil
@@ -120,13 +122,19 @@ type claimer struct {
 	room         int
 	runAgent     map[string]int
 	runWorkspace map[string]int
-	queued       map[group]int64
-	exclAgent    map[string]bool
-	exclWS       map[string]bool
-	exclRecipe   map[string]bool
-	busy         map[string]bool
-	// buckets applies rate limits and holds; recipeRates says whether recipes have any.
+	// counts has the queued runs by group before the claim, split by whether the stored
+	// buckets block them (read only: the claim flushes no run_stats change until it
+	// returns); taken counts the runs the claim started.
+	counts     *claimCache
+	taken      map[group]int64
+	exclAgent  map[string]bool
+	exclWS     map[string]bool
+	exclRecipe map[string]bool
+	busy       map[string]bool
+	// buckets applies rate limits and holds, and stored tells which stored buckets were
+	// empty or held when the claim started; recipeRates says whether recipes have any.
 	buckets     *store.Buckets
+	stored      *store.BucketCache
 	recipeRates bool
 	// fetch is how many rows the group plan asks a group for, grown for groups that
 	// limited the previous round.
@@ -154,10 +162,31 @@ func (c *claimer) take(cand claimCand) {
 	if cand.session != "" {
 		c.busy[sessionKey(cand.workspace, cand.session)] = true
 	}
-	c.queued[group{cand.agent, cand.workspace}]--
+	c.taken[group{cand.agent, cand.workspace}]++
 }
 
-func (c *claimer) excluded(g group) bool { return c.exclAgent[g.agent] || c.exclWS[g.workspace] }
+// excluded reports whether g's runs may not start: it is full, held by the node, its
+// bucket ran out during the claim, or a stored bucket blocks it.
+func (c *claimer) excluded(g group) bool {
+	return c.exclAgent[g.agent] || c.exclWS[g.workspace] ||
+		c.stored.Blocked(store.RateAgent, g.agent) || c.stored.Blocked(store.RateWorkspace, g.workspace)
+}
+
+func (c *claimer) recipeExcluded(recipe string) bool {
+	return c.exclRecipe[recipe] || c.stored.Blocked(store.RateRecipe, recipe)
+}
+
+// exclusions lists the names of kind whose runs may not start: those excl holds and those
+// whose stored bucket is empty or held.
+func (c *claimer) exclusions(kind string, excl map[string]bool) string {
+	names := keys(excl)
+	c.stored.EachBlocked(kind, func(name string) {
+		if !excl[name] {
+			names = append(names, name)
+		}
+	})
+	return jsonList(names)
+}
 
 func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	now := p.Now
@@ -166,7 +195,7 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	}
 	c := &claimer{
 		p: p, now: micros(now), room: p.Max,
-		runAgent: map[string]int{}, runWorkspace: map[string]int{}, queued: map[group]int64{},
+		runAgent: map[string]int{}, runWorkspace: map[string]int{}, counts: &tx.w.cache, taken: map[group]int64{},
 		exclAgent: map[string]bool{}, exclWS: map[string]bool{}, exclRecipe: map[string]bool{},
 		busy: map[string]bool{}, fetch: map[group]int{},
 	}
@@ -176,36 +205,19 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	if err := tx.flushStats(); err != nil {
 		return nil, err
 	}
-	rows, err := tx.query(sqlClaimCounts)
-	if err != nil {
+	if err := c.counts.loadCounts(tx); err != nil {
 		return nil, err
 	}
-	running, queued := 0, int64(0)
-	for rows.Next() {
-		var (
-			g     group
-			state string
-			n     int64
-		)
-		if err := rows.Scan(&g.agent, &g.workspace, &state, &n); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if state == string(spool.StateRunning) {
-			running += int(n)
-			c.runAgent[g.agent] += int(n)
-			c.runWorkspace[g.workspace] += int(n)
-		} else {
-			queued += n
-			c.queued[g] += n
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
+	running := 0
+	for g, n := range c.counts.running {
+		running += int(n)
+		c.runAgent[g.agent] += int(n)
+		c.runWorkspace[g.workspace] += int(n)
 	}
 	if len(p.Finishing) > 0 {
 		// Finishing runs have given their slots back (store.RunClaimParams.Finishing).
-		if rows, err = tx.query(sqlFinishingRuns, jsonList(p.Finishing)); err != nil {
+		rows, err := tx.query(sqlFinishingRuns, jsonList(p.Finishing))
+		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
@@ -225,21 +237,26 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 	if p.Limits.Global > 0 {
 		c.room = min(c.room, p.Limits.Global-running)
 	}
-	if c.room <= 0 || queued == 0 {
+	if c.room <= 0 || len(c.counts.queued) == 0 {
 		return nil, nil
 	}
-	bp := *p
-	bp.Now = now
-	c.buckets, err = loadBuckets(func(q string, args ...any) (rowsScanner, error) { return tx.query(q, args...) }, &bp)
-	if err != nil {
+	if err := tx.w.cache.loadBuckets(tx); err != nil {
 		return nil, err
 	}
+	c.stored = tx.w.cache.buckets
+	c.buckets = c.stored.Claim(p.Rates, now)
+	for _, a := range p.HeldAgents {
+		c.buckets.HoldLocal(store.RateKey(store.RateAgent, a))
+		if a != "*" {
+			c.exclAgent[a] = true
+		}
+	}
+	c.counts.splitGroups()
 	defer func() {
 		if p.Result != nil {
 			p.Result.NextAt = c.buckets.NextAt()
 		}
 	}()
-	c.excludeBlocked()
 	for a, n := range c.runAgent {
 		if lim := c.agentLimit(a); lim > 0 && n >= lim {
 			c.exclAgent[a] = true
@@ -250,32 +267,17 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 			c.exclWS[w] = true
 		}
 	}
-	if rows, err = tx.query(sqlBusySessions); err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var ws, sess string
-		if err := rows.Scan(&ws, &sess); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		c.busy[sessionKey(ws, sess)] = true
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-
 	var out []*store.ClaimedRun
 	for round := 0; round < claimMaxRounds && c.room > 0; round++ {
 		var (
 			eligible []group
-			backlog  int64 // queued runs of excluded groups
+			backlog  = c.counts.blockedQueued // queued runs of excluded groups
 		)
-		for g, n := range c.queued {
-			if n <= 0 {
+		for g, n := range c.counts.open {
+			if n -= c.taken[g]; n <= 0 {
 				continue
 			}
-			if c.excluded(g) {
+			if c.exclAgent[g.agent] || c.exclWS[g.workspace] {
 				backlog += n
 			} else {
 				eligible = append(eligible, g)
@@ -284,10 +286,16 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 		if len(eligible) == 0 {
 			break
 		}
+		if round == 0 {
+			if err := c.busySessions(tx); err != nil {
+				return nil, err
+			}
+		}
 		var (
 			cands     []claimCand
 			frontier  *claimCand
 			exhausted bool
+			err       error
 		)
 		if backlog > groupScanMin && len(eligible) <= groupScanMaxGroups {
 			cands, frontier, exhausted, err = c.fetchByGroup(tx, eligible)
@@ -302,12 +310,12 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 			if c.room == 0 || (frontier != nil && before(*frontier, cand)) {
 				break
 			}
-			if c.excluded(group{cand.agent, cand.workspace}) || c.exclRecipe[cand.recipe] ||
+			if c.excluded(group{cand.agent, cand.workspace}) || c.recipeExcluded(cand.recipe) ||
 				(cand.session != "" && c.busy[sessionKey(cand.workspace, cand.session)]) {
 				continue // filled by a run picked earlier in this claim
 			}
 			if !c.buckets.Admit(cand.agent, cand.workspace, cand.recipe) {
-				c.excludeBlocked() // a bucket ran out during this claim
+				c.excludeEmptied() // a bucket ran out during this claim
 				continue
 			}
 			c.take(cand)
@@ -325,24 +333,42 @@ func claim(tx *wtx, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
 		}
 	}
 	if len(out) > 0 {
-		if err := storeBuckets(tx, c.buckets.Dirty()); err != nil {
+		if err := tx.w.cache.storeBuckets(tx, c.buckets.Dirty()); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// excludeBlocked excludes the agents, workspaces and recipes whose bucket is empty or held.
-func (c *claimer) excludeBlocked() {
-	for _, a := range c.buckets.Blocked(store.RateAgent) {
-		c.exclAgent[a] = true
+// busySessions reads the sessions that have a running run.
+func (c *claimer) busySessions(tx *wtx) error {
+	rows, err := tx.query(sqlBusySessions)
+	if err != nil {
+		return err
 	}
-	for _, w := range c.buckets.Blocked(store.RateWorkspace) {
-		c.exclWS[w] = true
+	defer rows.Close()
+	for rows.Next() {
+		var ws, sess string
+		if err := rows.Scan(&ws, &sess); err != nil {
+			return err
+		}
+		c.busy[sessionKey(ws, sess)] = true
 	}
-	for _, r := range c.buckets.Blocked(store.RateRecipe) {
-		c.exclRecipe[r] = true
-	}
+	return rows.Err()
+}
+
+// excludeEmptied excludes the agents, workspaces and recipes whose bucket this claim emptied.
+func (c *claimer) excludeEmptied() {
+	c.buckets.EachEmptied(func(kind, name string) {
+		switch kind {
+		case store.RateAgent:
+			c.exclAgent[name] = true
+		case store.RateWorkspace:
+			c.exclWS[name] = true
+		case store.RateRecipe:
+			c.exclRecipe[name] = true
+		}
+	})
 }
 
 // fetchScan reads candidates in claim order from runs_claim, skipping excluded groups and
@@ -354,11 +380,12 @@ func (c *claimer) fetchScan(tx *wtx) ([]claimCand, bool, error) {
 		err  error
 	)
 	if c.recipeRates {
-		rows, err = tx.query(sqlClaimScanRecipes, c.now, jsonList(keys(c.exclAgent)), jsonList(keys(c.exclWS)),
-			jsonList(keys(c.busy)), limit, jsonList(keys(c.exclRecipe)))
+		rows, err = tx.query(sqlClaimScanRecipes, c.now, c.exclusions(store.RateAgent, c.exclAgent),
+			c.exclusions(store.RateWorkspace, c.exclWS), jsonList(keys(c.busy)), limit,
+			c.exclusions(store.RateRecipe, c.exclRecipe))
 	} else {
-		rows, err = tx.query(sqlClaimScan, c.now, jsonList(keys(c.exclAgent)), jsonList(keys(c.exclWS)),
-			jsonList(keys(c.busy)), limit)
+		rows, err = tx.query(sqlClaimScan, c.now, c.exclusions(store.RateAgent, c.exclAgent),
+			c.exclusions(store.RateWorkspace, c.exclWS), jsonList(keys(c.busy)), limit)
 	}
 	cands, err := scanCands(rows, err)
 	return cands, len(cands) < limit, err
@@ -370,7 +397,7 @@ func (c *claimer) fetchScan(tx *wtx) ([]claimCand, bool, error) {
 // for more rows).
 func (c *claimer) fetchByGroup(tx *wtx, eligible []group) (cands []claimCand, frontier *claimCand, exhausted bool, err error) {
 	busy := jsonList(keys(c.busy))
-	recipes := jsonList(keys(c.exclRecipe))
+	recipes := c.exclusions(store.RateRecipe, c.exclRecipe)
 	exhausted = true
 	var frontierGroup group
 	share := (c.room+len(eligible)-1)/len(eligible) + claimSlack

@@ -23,6 +23,7 @@ func AppliedMigrations(ctx context.Context, s *Store) ([]int, error) {
 // ExecWrite runs a statement in a write transaction.
 func ExecWrite(ctx context.Context, s *Store, query string, args ...any) error {
 	return s.write(ctx, func(tx *wtx) error {
+		tx.w.cache.reset() // the statement may change what the cache holds
 		_, err := tx.exec(query, args...)
 		return err
 	})

@@ -347,8 +347,8 @@ func (s *Store) ScheduleFire(ctx context.Context, p *store.ScheduleFireParams) (
 const sqlBuckets = `SELECT key, tokens, updated_at, full_at, held_until FROM rate_buckets
 WHERE full_at > ?1 OR held_until > ?1`
 
-// loadBuckets reads the stored buckets and holds into a claim's accounting, with the
-// node's own holds added.
+// loadBuckets reads the stored buckets and holds into a bucket accounting, with the
+// node's own holds added. (Claims read them from the writer's claimCache.)
 func loadBuckets(q func(string, ...any) (rowsScanner, error), p *store.RunClaimParams) (*store.Buckets, error) {
 	b := store.NewBuckets(p.Rates, p.Now)
 	for _, a := range p.HeldAgents {
@@ -382,26 +382,9 @@ type rowsScanner interface {
 	Err() error
 }
 
-// storeBuckets writes the buckets a claim took tokens from, keeping their holds.
-func storeBuckets(tx *wtx, rows []store.BucketRow) error {
-	for _, r := range rows {
-		if _, err := tx.exec(`INSERT INTO rate_buckets (key, tokens, updated_at, full_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at,
-				full_at = excluded.full_at`, r.Key, r.Tokens, micros(r.UpdatedAt), micros(r.FullAt)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // RateHold holds key until until; a later hold wins.
 func (s *Store) RateHold(ctx context.Context, key string, until time.Time) error {
-	err := s.write(ctx, func(tx *wtx) error {
-		_, err := tx.exec(`INSERT INTO rate_buckets (key, tokens, updated_at, full_at, held_until) VALUES (?, 0, 0, 0, ?)
-			ON CONFLICT (key) DO UPDATE SET held_until = max(coalesce(held_until, 0), excluded.held_until)`,
-			key, micros(until))
-		return err
-	})
+	err := s.write(ctx, func(tx *wtx) error { return tx.w.cache.hold(tx, key, until) })
 	return wrap("hold "+key, err)
 }
 

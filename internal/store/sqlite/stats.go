@@ -85,6 +85,7 @@ func (t *wtx) flushStats() error {
 			d.runs, d.waited, d.waitUS, d.timed, d.durationUS); err != nil {
 			return err
 		}
+		t.w.cache.countStats(k, d.runs)
 	}
 	clear(t.stats)
 	return nil
@@ -197,6 +198,7 @@ FROM runs GROUP BY workspace, agent, recipe, state, priority`
 
 // recountStats rebuilds run_stats from runs.
 func recountStats(tx *wtx) error {
+	tx.w.cache.forgetCounts()
 	if _, err := tx.exec(`DELETE FROM run_stats`); err != nil {
 		return err
 	}

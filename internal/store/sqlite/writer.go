@@ -21,6 +21,8 @@ type writer struct {
 	maxBatch int
 	// optimized is when PRAGMA optimize last ran.
 	optimized time.Time
+	// cache is what claims read, kept in step with the writes (claimCache).
+	cache claimCache
 }
 
 // optimizeEvery is how often the writer runs PRAGMA optimize.
@@ -129,6 +131,9 @@ func (w *writer) run(batch []*writeJob) {
 			j.err = tx.flushStats()
 		}
 		tx.statsForget()
+		if j.err != nil {
+			w.cache.undo() // its changes are rolled back below
+		}
 		if !multi {
 			break
 		}
@@ -152,6 +157,10 @@ func (w *writer) run(batch []*writeJob) {
 			abort = fmt.Errorf("sqlite: commit: %w", err)
 		}
 	}
+	if abort != nil {
+		w.cache.undo()
+	}
+	w.cache.committed()
 	for _, j := range live {
 		if j.err == nil && abort != nil {
 			j.err = abort
