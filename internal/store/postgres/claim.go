@@ -67,13 +67,27 @@ WHERE g.agent <> ALL($2::text[]) AND g.workspace <> ALL($3::text[])
 ORDER BY c.priority DESC, c.seq
 LIMIT $5`
 
-// startRunsSQL starts the picked runs that are still queued. Rows another transaction holds
+// startRunsSQL starts the picked runs that are still queued, stores their running status
+// events and notifies other nodes, as the quick claim does. Rows another transaction holds
 // at this moment (a cancel, a pause) are skipped rather than waited for.
-var startRunsSQL = `UPDATE runs r SET state = 'running', started_at = $2, node = $3, lease_until = $4,
-	attempt = r.attempt + 1
-FROM (SELECT id FROM runs WHERE id = ANY($1::text[]) AND state = 'queued' FOR UPDATE SKIP LOCKED) l
-WHERE r.id = l.id
-RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE e.run_id = r.id)`
+var startRunsSQL = `WITH upd AS (
+	UPDATE runs r SET state = 'running', started_at = $2, node = $3, lease_until = $4,
+		attempt = r.attempt + 1
+	FROM (SELECT id FROM runs WHERE id = ANY($1::text[]) AND state = 'queued' FOR UPDATE SKIP LOCKED) l
+	WHERE r.id = l.id
+	RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE e.run_id = r.id) AS last_seq
+), ev AS (
+	INSERT INTO events (run_id, seq, type, ts, status, attempt)
+	SELECT id, last_seq + 1, 'status', $2, 'running', attempt FROM upd
+), note AS (
+	SELECT pg_notify($5, 'event:' || string_agg(id, ',')) FROM (
+		SELECT id, (row_number() OVER ()) / 200 AS g FROM upd) x GROUP BY g
+)
+SELECT u.*, (SELECT count(*) FROM note) FROM upd u`
+
+// groupWiseClaims is how many full claims after one whose scan a blocked backlog filled go
+// straight to the group-wise read, before the scan is tried again.
+const groupWiseClaims = 16
 
 // claimLockSQL begins a claim: it takes the claim lock, and lets the claim commit without
 // waiting for its WAL to reach the disk. A claim accepts nothing: if the database crashes
@@ -129,20 +143,18 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 	var claimed []*store.ClaimedRun
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		claimed = nil
-		if _, err := tx.Exec(ctx, claimLockSQL, s.claimKey); err != nil {
-			return err
-		}
-		c, err := loadCounts(ctx, tx, p)
-		if err != nil {
+		// The lock, the running counts and the buckets in one round trip: the counts and
+		// buckets are read by statements that start after the lock is held.
+		var b pgx.Batch
+		b.Queue(claimLockSQL, s.claimKey)
+		c := queueCounts(&b, p)
+		bk := queueBuckets(&b, p)
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
 		want := c.free(p.Max)
 		if want == 0 {
 			return nil
-		}
-		bk, err := loadBuckets(ctx, tx, p)
-		if err != nil {
-			return err
 		}
 		defer func() {
 			if p.Result != nil {
@@ -156,12 +168,27 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 			budget := 4*limit + 256
 			exAgents := append(c.excludedAgents(), blocked.agents...)
 			exWorkspaces := append(c.excludedWorkspaces(), blocked.workspaces...)
-			cands, scanned, err := readCandidates(ctx, tx, candidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, budget, blocked.recipes)
-			if err != nil {
-				return err
+			var (
+				cands   []candidate
+				scanned int
+				err     error
+			)
+			groupWise := s.groupWise.Load() > 0
+			if groupWise {
+				s.groupWise.Add(-1)
+			} else {
+				cands, scanned, err = readCandidates(ctx, tx, candidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, budget, blocked.recipes)
+				if err != nil {
+					return err
+				}
+				if len(cands) < limit && scanned == budget {
+					// A full or held group's backlog filled the budget: go group by group,
+					// now and for the next claims.
+					groupWise = true
+					s.groupWise.Store(groupWiseClaims)
+				}
 			}
-			if len(cands) < limit && scanned == budget {
-				// A full or held group's backlog filled the budget: go group by group.
+			if groupWise {
 				cands, _, err = readCandidates(ctx, tx, groupCandidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, blocked.recipes)
 				if err != nil {
 					return err
@@ -192,41 +219,26 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 		if len(picked) == 0 {
 			return nil
 		}
-		if err := storeBuckets(ctx, tx, bk.Dirty()); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, startRunsSQL, picked, p.Now, p.Node, p.LeaseUntil)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var last int64
-			r, err := scanRun(rows, &last)
-			if err != nil {
-				return err
+		b = pgx.Batch{}
+		queueStoreBuckets(&b, bk.Dirty())
+		b.Queue(startRunsSQL, picked, p.Now, p.Node, p.LeaseUntil, s.channel).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var last, notified int64
+				r, err := scanRun(rows, &last, &notified)
+				if err != nil {
+					return err
+				}
+				claimed = append(claimed, &store.ClaimedRun{Run: r, LastSeq: last + 1})
 			}
-			claimed = append(claimed, &store.ClaimedRun{Run: r, LastSeq: last + 1})
-		}
-		if err := rows.Err(); err != nil {
+			return rows.Err()
+		})
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
 		slices.SortFunc(claimed, func(a, b *store.ClaimedRun) int {
 			return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.Seq, b.Seq))
 		})
-		var (
-			n   notes
-			b   pgx.Batch
-			evs = make([]*spool.Event, len(claimed))
-		)
-		for i, cr := range claimed {
-			evs[i] = statusEvent(cr.ID, cr.LastSeq, p.Now, spool.StateRunning, cr.Attempt)
-		}
-		if err := queueEvents(&b, evs, &n, nil); err != nil {
-			return err
-		}
-		n.queue(&b, s.channel)
-		return tx.SendBatch(ctx, &b).Close()
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: claim runs for node %s: %w", p.Node, err)
@@ -280,30 +292,33 @@ type counts struct {
 	sessions    map[string]bool // sessions (workspace \x1f session_id) given a run by this claim
 }
 
-func loadCounts(ctx context.Context, tx pgx.Tx, p *store.RunClaimParams) (*counts, error) {
+// queueCounts queues on b the count of running runs by agent and workspace (runs in
+// p.Finishing left out), into the counts it returns once b has run.
+func queueCounts(b *pgx.Batch, p *store.RunClaimParams) *counts {
 	c := &counts{
 		limits:      p.Limits,
 		byAgent:     map[string]int{},
 		byWorkspace: map[string]int{},
 		sessions:    map[string]bool{},
 	}
-	rows, err := tx.Query(ctx, `SELECT agent, workspace, count(*) FROM runs
-		WHERE state = 'running' AND id <> ALL($1::text[]) GROUP BY agent, workspace`, nonNil(p.Finishing))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var agent, ws string
-		var k int
-		if err := rows.Scan(&agent, &ws, &k); err != nil {
-			return nil, err
+	b.Queue(`SELECT agent, workspace, count(*) FROM runs
+		WHERE state = 'running' AND id <> ALL($1::text[]) GROUP BY agent, workspace`, nonNil(p.Finishing)).Query(func(rows pgx.Rows) error {
+		c.total = 0
+		clear(c.byAgent)
+		clear(c.byWorkspace)
+		for rows.Next() {
+			var agent, ws string
+			var k int
+			if err := rows.Scan(&agent, &ws, &k); err != nil {
+				return err
+			}
+			c.total += k
+			c.byAgent[agent] += k
+			c.byWorkspace[ws] += k
 		}
-		c.total += k
-		c.byAgent[agent] += k
-		c.byWorkspace[ws] += k
-	}
-	return c, rows.Err()
+		return rows.Err()
+	})
+	return c
 }
 
 // free is how many runs the claim may start: Max, bounded by the global limit.

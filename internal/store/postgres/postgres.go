@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,7 +37,11 @@ type Store struct {
 	channel string // NOTIFY channel of this schema
 
 	claimKey int64 // advisory lock serialising claims
-	queueKey int64 // advisory lock serialising queue-size checks
+
+	// groupWise counts down the full claims that read candidates group by group at once,
+	// because a blocked backlog filled the scan of a recent one (see fullClaim).
+	groupWise atomic.Int32
+	queueKey  int64 // advisory lock serialising queue-size checks
 
 	submits submitNotifier // coalesces submit notifications (notify.go)
 

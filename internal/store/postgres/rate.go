@@ -15,32 +15,42 @@ import (
 const bucketsSQL = `SELECT key, tokens, updated_at, full_at, held_until FROM rate_buckets
 WHERE full_at > $1 OR held_until > $1`
 
-// loadBuckets reads the stored buckets and holds into the claim's accounting, with the
+// loadBuckets reads the stored buckets and holds into a claim's accounting, with the
 // node's own holds added.
 func loadBuckets(ctx context.Context, q querier, p *store.RunClaimParams) (*store.Buckets, error) {
-	b := store.NewBuckets(p.Rates, p.Now)
-	for _, a := range p.HeldAgents {
-		b.HoldLocal(store.RateKey(store.RateAgent, a))
-	}
-	rows, err := q.Query(ctx, bucketsSQL, p.Now)
-	if err != nil {
+	var b pgx.Batch
+	bk := queueBuckets(&b, p)
+	if err := q.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var row store.BucketRow
-		if err := rows.Scan(&row.Key, &row.Tokens, &row.UpdatedAt, &row.FullAt, &row.HeldUntil); err != nil {
-			return nil, err
-		}
-		b.Load(row)
-	}
-	return b, rows.Err()
+	return bk, nil
 }
 
-// storeBuckets writes the buckets a claim took tokens from, keeping their holds.
-func storeBuckets(ctx context.Context, q querier, rows []store.BucketRow) error {
+// queueBuckets queues on b the read of the stored buckets and holds, into the accounting
+// it returns (with the node's own holds added) once b has run.
+func queueBuckets(b *pgx.Batch, p *store.RunClaimParams) *store.Buckets {
+	bk := store.NewBuckets(p.Rates, p.Now)
+	for _, a := range p.HeldAgents {
+		bk.HoldLocal(store.RateKey(store.RateAgent, a))
+	}
+	b.Queue(bucketsSQL, p.Now).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var row store.BucketRow
+			if err := rows.Scan(&row.Key, &row.Tokens, &row.UpdatedAt, &row.FullAt, &row.HeldUntil); err != nil {
+				return err
+			}
+			bk.Load(row)
+		}
+		return rows.Err()
+	})
+	return bk
+}
+
+// queueStoreBuckets queues on b the write of the buckets a claim took tokens from, keeping
+// their holds.
+func queueStoreBuckets(b *pgx.Batch, rows []store.BucketRow) {
 	if len(rows) == 0 {
-		return nil
+		return
 	}
 	keys := make([]string, len(rows))
 	tokens := make([]float64, len(rows))
@@ -49,11 +59,10 @@ func storeBuckets(ctx context.Context, q querier, rows []store.BucketRow) error 
 	for i, r := range rows {
 		keys[i], tokens[i], updated[i], full[i] = r.Key, r.Tokens, r.UpdatedAt, r.FullAt
 	}
-	_, err := q.Exec(ctx, `INSERT INTO rate_buckets (key, tokens, updated_at, full_at)
+	b.Queue(`INSERT INTO rate_buckets (key, tokens, updated_at, full_at)
 		SELECT * FROM unnest($1::text[], $2::float8[], $3::timestamptz[], $4::timestamptz[])
 		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at,
 			full_at = excluded.full_at`, keys, tokens, updated, full)
-	return err
 }
 
 // RateHold holds key until until on every node; a later hold wins.
