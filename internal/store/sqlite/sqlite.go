@@ -100,14 +100,18 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 func (s *Store) open(ctx context.Context, o options) error {
 	var err error
 	// The writer: one connection, BEGIN IMMEDIATE so a transaction takes the write lock up
-	// front. busy_timeout only matters when an outside tool holds the file.
+	// front. busy_timeout only matters when an outside tool holds the file. Its page cache
+	// is 8 MB: at every commit SQLite truncates the cache to the database size, and when
+	// pages past the end are cached it walks the cache's whole hash table. With 64 MB that
+	// walk was 17% of all CPU in a drain; at 8 MB the drain is about a fifth faster, and a
+	// drain behind 1,000,000 queued runs keeps about 90% of the empty-queue rate.
 	s.wdb, err = sql.Open("sqlite", dsn(s.path,
 		"_pragma=busy_timeout(10000)",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(1)",
 		"_pragma=temp_store(MEMORY)",
-		"_pragma=cache_size(-65536)",
+		"_pragma=cache_size(-8192)",
 		"_pragma=journal_size_limit(67108864)",
 		"_pragma=analysis_limit(1000)",
 		"_txlock=immediate",
