@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -67,7 +68,11 @@ func WithSchema(name string) Option {
 	return func(o *options) { o.schema = name }
 }
 
-// WithMaxConns bounds the connection pool (default: pgxpool's, max(4, GOMAXPROCS)).
+// defaultMaxConns is the pool's size unless WithMaxConns or the URL's pool_max_conns say
+// otherwise (pgxpool's own default is max(4, GOMAXPROCS)).
+const defaultMaxConns = 16
+
+// WithMaxConns bounds the connection pool (default: 16, or the URL's pool_max_conns).
 func WithMaxConns(n int) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -93,6 +98,8 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	}
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
+	} else if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, defaultMaxConns)
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "spool"
