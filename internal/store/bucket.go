@@ -107,6 +107,13 @@ func NewBuckets(rates map[string]Rate, now time.Time) *Buckets {
 		local: map[string]bool{}, dirty: map[string]bool{}}
 }
 
+// Reserve makes room for n stored buckets, before they are loaded.
+func (b *Buckets) Reserve(n int) {
+	if len(b.tokens) == 0 && n > 0 {
+		b.tokens = make(map[string]float64, n)
+	}
+}
+
 // Load adds a stored bucket.
 func (b *Buckets) Load(row BucketRow) {
 	if row.HeldUntil != nil && row.HeldUntil.After(b.now) {
@@ -213,8 +220,15 @@ func (b *Buckets) EachEmptied(fn func(kind, name string)) {
 // candidates lists, once each, the keys that may be held or empty: held or with tokens
 // loaded, the view's of a BucketCache, and with local the node's own holds.
 func (b *Buckets) candidates(local bool) []string {
-	var out []string
-	seen := map[string]bool{}
+	n := len(b.held) + len(b.tokens)
+	if local {
+		n += len(b.local)
+	}
+	if b.cache != nil {
+		n += len(b.cache.view.order)
+	}
+	out := make([]string, 0, n)
+	seen := make(map[string]bool, n)
 	add := func(key string) {
 		if !seen[key] {
 			seen[key] = true

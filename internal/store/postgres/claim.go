@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -147,8 +148,12 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 		// buckets are read by statements that start after the lock is held.
 		var b pgx.Batch
 		b.Queue(claimLockSQL, s.claimKey)
+		// The candidate queries read runs in index order up to a limit. Estimating a few
+		// rows per group, the planner would rather collect a group's whole backlog with a
+		// bitmap scan and sort it: 30,000 rows for the first 200.
+		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true)`)
 		c := queueCounts(&b, p)
-		bk := queueBuckets(&b, p)
+		bk := queueBuckets(&b, p, &s.bucketsSeen)
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
@@ -165,34 +170,11 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 		blocked := newBlockedNames(bk)
 		for len(picked) < want {
 			limit := min(2*(want-len(picked))+8, 1000)
-			budget := 4*limit + 256
 			exAgents := append(c.excludedAgents(), blocked.agents...)
 			exWorkspaces := append(c.excludedWorkspaces(), blocked.workspaces...)
-			var (
-				cands   []candidate
-				scanned int
-				err     error
-			)
-			groupWise := s.groupWise.Load() > 0
-			if groupWise {
-				s.groupWise.Add(-1)
-			} else {
-				cands, scanned, err = readCandidates(ctx, tx, candidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, budget, blocked.recipes)
-				if err != nil {
-					return err
-				}
-				if len(cands) < limit && scanned == budget {
-					// A full or held group's backlog filled the budget: go group by group,
-					// now and for the next claims.
-					groupWise = true
-					s.groupWise.Store(groupWiseClaims)
-				}
-			}
-			if groupWise {
-				cands, _, err = readCandidates(ctx, tx, groupCandidatesSQL, p.Now, exAgents, exWorkspaces, picked, limit, blocked.recipes)
-				if err != nil {
-					return err
-				}
+			cands, err := s.candidates(ctx, tx, p.Now, exAgents, exWorkspaces, blocked.recipes, picked, limit)
+			if err != nil {
+				return err
 			}
 			before := len(picked)
 			for _, cd := range cands {
@@ -244,6 +226,39 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 		return nil, fmt.Errorf("postgres: claim runs for node %s: %w", p.Node, err)
 	}
 	return claimed, nil
+}
+
+// candidates reads up to limit claimable runs in claim order, outside the excluded agents,
+// workspaces and recipes and not among picked, in the cheapest of three ways:
+//   - behind at least groupReadMin excluded groups, from the heads of the other groups
+//     (queuedGroups), when there are at most groupReadMax of those;
+//   - else with one scan of the queue in claim order that examines a bounded number of runs;
+//   - when that bound was reached before enough runs were found (runs waiting out a backoff
+//     or behind a busy session fill it), group by group over every group, for this and the
+//     next groupWiseClaims claims.
+func (s *Store) candidates(ctx context.Context, tx pgx.Tx, now time.Time, exAgents, exWorkspaces, exRecipes, picked []string, limit int) ([]candidate, error) {
+	if len(exAgents)+len(exWorkspaces) >= groupReadMin {
+		agents, workspaces, ok, err := s.groups.open(ctx, tx, time.Now(), exAgents, exWorkspaces)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			cands, _, err := readCandidates(ctx, tx, openGroupCandidatesSQL, now, agents, workspaces, picked, limit, exRecipes)
+			return cands, err
+		}
+	}
+	if s.groupWise.Load() > 0 {
+		s.groupWise.Add(-1)
+	} else {
+		budget := 4*limit + 256
+		cands, scanned, err := readCandidates(ctx, tx, candidatesSQL, now, exAgents, exWorkspaces, picked, limit, budget, exRecipes)
+		if err != nil || len(cands) == limit || scanned < budget {
+			return cands, err
+		}
+		s.groupWise.Store(groupWiseClaims)
+	}
+	cands, _, err := readCandidates(ctx, tx, groupCandidatesSQL, now, exAgents, exWorkspaces, picked, limit, exRecipes)
+	return cands, err
 }
 
 // readCandidates runs one of the candidate queries and returns the candidates and how many
@@ -396,31 +411,37 @@ func nonNil(ids []string) []string {
 // one claim, gathered in one pass over the buckets and then grown by the claim's own
 // admissions, so a claim never walks every bucket more than once.
 type blockedNames struct {
-	agents, workspaces, recipes []string // never nil: a NULL array would exclude every run
-	seen                        map[string]bool
+	agents, workspaces, recipes []string        // never nil: a NULL array would exclude every run
+	emptied                     map[string]bool // buckets emptied by the claim, as kind:name
 }
 
 // newBlockedNames lists what bk holds back at the start of a claim.
 func newBlockedNames(bk *store.Buckets) *blockedNames {
-	b := &blockedNames{agents: []string{}, workspaces: []string{}, recipes: []string{}, seen: map[string]bool{}}
-	bk.EachBlocked(func(kind, name string) { b.add(kind, name) })
+	b := &blockedNames{agents: []string{}, workspaces: []string{}, recipes: []string{}}
+	bk.EachBlocked(b.add) // once each
 	return b
 }
 
-// addEmptied adds the buckets Admit emptied, and reports whether any was new.
+// addEmptied adds the buckets Admit emptied, and reports whether any was new. None of them
+// was blocked at the start of the claim: Admit takes no token from a blocked bucket.
 func (b *blockedNames) addEmptied(bk *store.Buckets) bool {
 	added := false
-	bk.EachEmptied(func(kind, name string) { added = b.add(kind, name) || added })
+	bk.EachEmptied(func(kind, name string) {
+		key := kind + ":" + name
+		if b.emptied == nil {
+			b.emptied = map[string]bool{}
+		}
+		if !b.emptied[key] {
+			b.emptied[key] = true
+			b.add(kind, name)
+			added = true
+		}
+	})
 	return added
 }
 
-// add adds one name of kind, and reports whether it was new.
-func (b *blockedNames) add(kind, name string) bool {
-	key := kind + ":" + name
-	if b.seen[key] {
-		return false
-	}
-	b.seen[key] = true
+// add adds one name of kind.
+func (b *blockedNames) add(kind, name string) {
 	switch kind {
 	case store.RateAgent:
 		b.agents = append(b.agents, name)
@@ -429,5 +450,4 @@ func (b *blockedNames) add(kind, name string) bool {
 	case store.RateRecipe:
 		b.recipes = append(b.recipes, name)
 	}
-	return true
 }

@@ -38,11 +38,15 @@ type Store struct {
 	channel string // NOTIFY channel of this schema
 
 	claimKey int64 // advisory lock serialising claims
+	queueKey int64 // advisory lock serialising queue-size checks
 
 	// groupWise counts down the full claims that read candidates group by group at once,
 	// because a blocked backlog filled the scan of a recent one (see fullClaim).
 	groupWise atomic.Int32
-	queueKey  int64 // advisory lock serialising queue-size checks
+	// groups lists the groups that have queued runs, for claims behind many blocked ones.
+	groups queuedGroups
+	// bucketsSeen is how many buckets the last full claim read.
+	bucketsSeen atomic.Int64
 
 	submits submitNotifier // coalesces submit notifications (notify.go)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,7 @@ WHERE full_at > $1 OR held_until > $1`
 // node's own holds added.
 func loadBuckets(ctx context.Context, q querier, p *store.RunClaimParams) (*store.Buckets, error) {
 	var b pgx.Batch
-	bk := queueBuckets(&b, p)
+	bk := queueBuckets(&b, p, nil)
 	if err := q.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
 	}
@@ -27,14 +28,25 @@ func loadBuckets(ctx context.Context, q querier, p *store.RunClaimParams) (*stor
 }
 
 // queueBuckets queues on b the read of the stored buckets and holds, into the accounting
-// it returns (with the node's own holds added) once b has run.
-func queueBuckets(b *pgx.Batch, p *store.RunClaimParams) *store.Buckets {
+// it returns (with the node's own holds added) once b has run. seen, when not nil, is how
+// many buckets the previous read returned (room is made for as many) and gets this read's.
+func queueBuckets(b *pgx.Batch, p *store.RunClaimParams, seen *atomic.Int64) *store.Buckets {
 	bk := store.NewBuckets(p.Rates, p.Now)
 	for _, a := range p.HeldAgents {
 		bk.HoldLocal(store.RateKey(store.RateAgent, a))
 	}
+	if seen != nil {
+		bk.Reserve(int(seen.Load()))
+	}
 	b.Queue(bucketsSQL, p.Now).Query(func(rows pgx.Rows) error {
+		n := int64(0)
+		defer func() {
+			if seen != nil {
+				seen.Store(n)
+			}
+		}()
 		for rows.Next() {
+			n++
 			var row store.BucketRow
 			if err := rows.Scan(&row.Key, &row.Tokens, &row.UpdatedAt, &row.FullAt, &row.HeldUntil); err != nil {
 				return err

@@ -195,6 +195,7 @@ func (s *Store) insertRuns(ctx context.Context, q querier, ps []*store.RunInsert
 	if err != nil {
 		return nil, nil, false, err
 	}
+	s.groups.submitted(ps)
 	notify := in.runnable && s.claimSubmitNote()
 	trail = in.runnable && !notify
 	_, inTx := q.(pgx.Tx)
