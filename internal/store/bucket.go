@@ -107,13 +107,6 @@ func NewBuckets(rates map[string]Rate, now time.Time) *Buckets {
 		local: map[string]bool{}, dirty: map[string]bool{}}
 }
 
-// Reserve makes room for n stored buckets, before they are loaded.
-func (b *Buckets) Reserve(n int) {
-	if len(b.tokens) == 0 && n > 0 {
-		b.tokens = make(map[string]float64, n)
-	}
-}
-
 // Load adds a stored bucket.
 func (b *Buckets) Load(row BucketRow) {
 	if row.HeldUntil != nil && row.HeldUntil.After(b.now) {

@@ -141,9 +141,16 @@ func (s *Store) RunClaim(ctx context.Context, p *store.RunClaimParams) ([]*store
 // fullClaim is a claim with the accounting done in Go, for rate limits and per-workspace
 // limits: candidates are read, checked against every limit, and started in one transaction.
 func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*store.ClaimedRun, error) {
-	var claimed []*store.ClaimedRun
+	var (
+		claimed []*store.ClaimedRun
+		dirty   []store.BucketRow // the buckets the committed claim wrote
+		version int64             // rate_version after that write
+	)
+	bc := &s.buckets
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		claimed = nil
+		claimed, dirty = nil, nil
 		// The lock, the running counts and the buckets in one round trip: the counts and
 		// buckets are read by statements that start after the lock is held.
 		var b pgx.Batch
@@ -153,10 +160,11 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 		// bitmap scan and sort it: 30,000 rows for the first 200.
 		b.Queue(`SELECT set_config('enable_bitmapscan', 'off', true)`)
 		c := queueCounts(&b, p)
-		bk := queueBuckets(&b, p, &s.bucketsSeen)
+		read := bc.queueRead(&b)
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
+		bk := bc.claim(read, p)
 		want := c.free(p.Max)
 		if want == 0 {
 			return nil
@@ -202,7 +210,8 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 			return nil
 		}
 		b = pgx.Batch{}
-		queueStoreBuckets(&b, bk.Dirty())
+		dirty = bk.Dirty()
+		queueStoreBuckets(&b, dirty, &version)
 		b.Queue(startRunsSQL, picked, p.Now, p.Node, p.LeaseUntil, s.channel).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var last, notified int64
@@ -223,8 +232,10 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 		return nil
 	})
 	if err != nil {
+		bc.drop() // it may hold what a rolled-back attempt read or planned
 		return nil, fmt.Errorf("postgres: claim runs for node %s: %w", p.Node, err)
 	}
+	bc.stored(dirty, version)
 	return claimed, nil
 }
 

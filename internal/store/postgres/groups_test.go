@@ -111,3 +111,52 @@ func TestClaimBehindManyBlockedGroups(t *testing.T) {
 		t.Fatalf("claimed %d more runs, want none (only rate-limited runs are left)", len(crs))
 	}
 }
+
+// A node keeps its copy of the buckets between claims only while no node wrote them: tokens
+// another node took, and holds it stored, count at this node's next claim.
+func TestClaimSeesOtherNodesBuckets(t *testing.T) {
+	t.Parallel()
+	u, _ := pgtest.Schema(t)
+	a, b := openStore(t, u), openStore(t, u)
+	ctx := context.Background()
+	rates := map[string]store.Rate{store.RateKey(store.RateAgent, "x"): {Limit: 3, Per: time.Hour, Burst: 3}}
+	var ps []*store.RunInsertParams
+	for i := range 10 {
+		ps = append(ps, params(fmt.Sprintf("run_x_%02d", i), func(p *store.RunInsertParams) { p.Agent = "x" }))
+		ps = append(ps, params(fmt.Sprintf("run_y_%02d", i), func(p *store.RunInsertParams) { p.Agent = "y" }))
+	}
+	if _, err := a.RunInsertMany(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	// Agent x may start 3 runs an hour, whichever node starts them.
+	xs := func(s store.Store, max int) int {
+		t.Helper()
+		crs, err := s.RunClaim(ctx, &store.RunClaimParams{Node: "n", Now: t0.Add(time.Second),
+			LeaseUntil: t0.Add(time.Hour), Max: max, Rates: rates, HeldAgents: []string{"y"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(crs)
+	}
+	if n := xs(a, 2); n != 2 {
+		t.Fatalf("node a started %d runs of x, want 2", n)
+	}
+	if n := xs(b, 10); n != 1 {
+		t.Fatalf("node b started %d runs of x, want the 1 token left", n)
+	}
+	if n := xs(a, 10); n != 0 {
+		t.Fatalf("node a started %d more runs of x after node b took the last token, want 0", n)
+	}
+	// A hold node b stores stops node a's claims of that agent.
+	if err := b.RateHold(ctx, store.RateKey(store.RateAgent, "y"), t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	crs, err := a.RunClaim(ctx, &store.RunClaimParams{Node: "n", Now: t0.Add(time.Second),
+		LeaseUntil: t0.Add(time.Hour), Max: 10, Rates: rates})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crs) != 0 {
+		t.Fatalf("node a started %d runs (first of agent %s) while y is held and x has no token", len(crs), crs[0].Agent)
+	}
+}

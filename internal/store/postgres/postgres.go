@@ -45,8 +45,8 @@ type Store struct {
 	groupWise atomic.Int32
 	// groups lists the groups that have queued runs, for claims behind many blocked ones.
 	groups queuedGroups
-	// bucketsSeen is how many buckets the last full claim read.
-	bucketsSeen atomic.Int64
+	// buckets is the node's copy of rate_buckets for full claims.
+	buckets bucketCopy
 
 	submits submitNotifier // coalesces submit notifications (notify.go)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,7 +19,7 @@ WHERE full_at > $1 OR held_until > $1`
 // node's own holds added.
 func loadBuckets(ctx context.Context, q querier, p *store.RunClaimParams) (*store.Buckets, error) {
 	var b pgx.Batch
-	bk := queueBuckets(&b, p, nil)
+	bk := queueBuckets(&b, p)
 	if err := q.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
 	}
@@ -28,25 +27,14 @@ func loadBuckets(ctx context.Context, q querier, p *store.RunClaimParams) (*stor
 }
 
 // queueBuckets queues on b the read of the stored buckets and holds, into the accounting
-// it returns (with the node's own holds added) once b has run. seen, when not nil, is how
-// many buckets the previous read returned (room is made for as many) and gets this read's.
-func queueBuckets(b *pgx.Batch, p *store.RunClaimParams, seen *atomic.Int64) *store.Buckets {
+// it returns (with the node's own holds added) once b has run.
+func queueBuckets(b *pgx.Batch, p *store.RunClaimParams) *store.Buckets {
 	bk := store.NewBuckets(p.Rates, p.Now)
 	for _, a := range p.HeldAgents {
 		bk.HoldLocal(store.RateKey(store.RateAgent, a))
 	}
-	if seen != nil {
-		bk.Reserve(int(seen.Load()))
-	}
 	b.Queue(bucketsSQL, p.Now).Query(func(rows pgx.Rows) error {
-		n := int64(0)
-		defer func() {
-			if seen != nil {
-				seen.Store(n)
-			}
-		}()
 		for rows.Next() {
-			n++
 			var row store.BucketRow
 			if err := rows.Scan(&row.Key, &row.Tokens, &row.UpdatedAt, &row.FullAt, &row.HeldUntil); err != nil {
 				return err
@@ -58,9 +46,13 @@ func queueBuckets(b *pgx.Batch, p *store.RunClaimParams, seen *atomic.Int64) *st
 	return bk
 }
 
+// bumpRateVersionSQL increments rate_version: every write to rate_buckets runs it in its
+// transaction, under the claim lock (see bucketCopy).
+const bumpRateVersionSQL = `UPDATE rate_version SET n = n + 1 RETURNING n`
+
 // queueStoreBuckets queues on b the write of the buckets a claim took tokens from, keeping
-// their holds.
-func queueStoreBuckets(b *pgx.Batch, rows []store.BucketRow) {
+// their holds, and the increment of rate_version, into *version once b has run.
+func queueStoreBuckets(b *pgx.Batch, rows []store.BucketRow, version *int64) {
 	if len(rows) == 0 {
 		return
 	}
@@ -75,6 +67,7 @@ func queueStoreBuckets(b *pgx.Batch, rows []store.BucketRow) {
 		SELECT * FROM unnest($1::text[], $2::float8[], $3::timestamptz[], $4::timestamptz[])
 		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at,
 			full_at = excluded.full_at`, keys, tokens, updated, full)
+	b.Queue(bumpRateVersionSQL).QueryRow(func(row pgx.Row) error { return row.Scan(version) })
 }
 
 // RateHold holds key until until on every node; a later hold wins.
@@ -88,6 +81,10 @@ func (s *Store) RateHold(ctx context.Context, key string, until time.Time) error
 			VALUES ($1, 0, 'epoch', 'epoch', $2)
 			ON CONFLICT (key) DO UPDATE SET held_until = greatest(rate_buckets.held_until, excluded.held_until)`,
 			key, until)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, bumpRateVersionSQL)
 		return err
 	})
 	if err != nil {
