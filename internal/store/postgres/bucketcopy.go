@@ -9,10 +9,11 @@ import (
 	"github.com/spool-run/spool/internal/store"
 )
 
-// bucketCopy is a node's copy of rate_buckets for its full claims. Every write to
-// rate_buckets, on any node, increments rate_version in its transaction and under the claim
-// lock, and claims read both under that lock; so while rate_version has not moved, the copy
-// is what the table holds, and a claim reads one number instead of every bucket. The copy
+// bucketCopy is a node's copy of rate_buckets for its full claims. Every change to
+// rate_buckets increments rate_version in its transaction (a trigger does it, migration
+// 0004); claims and holds change the buckets under the claim lock, and claims read both
+// under it. So while rate_version has not moved, the copy is what the table holds, and a
+// claim reads one number instead of every bucket. The copy
 // is a store.BucketCache, which also keeps which buckets are empty or held between claims,
 // so a claim behind 1,000 rate-limited agents does not visit them all either.
 type bucketCopy struct {

@@ -46,12 +46,9 @@ func queueBuckets(b *pgx.Batch, p *store.RunClaimParams) *store.Buckets {
 	return bk
 }
 
-// bumpRateVersionSQL increments rate_version: every write to rate_buckets runs it in its
-// transaction, under the claim lock (see bucketCopy).
-const bumpRateVersionSQL = `UPDATE rate_version SET n = n + 1 RETURNING n`
-
 // queueStoreBuckets queues on b the write of the buckets a claim took tokens from, keeping
-// their holds, and the increment of rate_version, into *version once b has run.
+// their holds, and the read of rate_version after it (moved by the write's trigger), into
+// *version once b has run.
 func queueStoreBuckets(b *pgx.Batch, rows []store.BucketRow, version *int64) {
 	if len(rows) == 0 {
 		return
@@ -67,7 +64,7 @@ func queueStoreBuckets(b *pgx.Batch, rows []store.BucketRow, version *int64) {
 		SELECT * FROM unnest($1::text[], $2::float8[], $3::timestamptz[], $4::timestamptz[])
 		ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at,
 			full_at = excluded.full_at`, keys, tokens, updated, full)
-	b.Queue(bumpRateVersionSQL).QueryRow(func(row pgx.Row) error { return row.Scan(version) })
+	b.Queue(`SELECT n FROM rate_version`).QueryRow(func(row pgx.Row) error { return row.Scan(version) })
 }
 
 // RateHold holds key until until on every node; a later hold wins.
@@ -81,10 +78,6 @@ func (s *Store) RateHold(ctx context.Context, key string, until time.Time) error
 			VALUES ($1, 0, 'epoch', 'epoch', $2)
 			ON CONFLICT (key) DO UPDATE SET held_until = greatest(rate_buckets.held_until, excluded.held_until)`,
 			key, until)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, bumpRateVersionSQL)
 		return err
 	})
 	if err != nil {
