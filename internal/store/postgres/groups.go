@@ -16,7 +16,7 @@ import (
 const groupListTTL = 100 * time.Millisecond
 
 // groupReadMin is the number of excluded groups from which a claim reads the queue group by
-// group (see fullClaim): below it, scanning past their backlogs is cheaper than listing the
+// group (see Store.candidates): below it, scanning past their backlogs is cheaper than listing the
 // groups.
 const groupReadMin = 16
 

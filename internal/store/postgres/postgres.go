@@ -41,7 +41,7 @@ type Store struct {
 	queueKey int64 // advisory lock serialising queue-size checks
 
 	// groupWise counts down the full claims that read candidates group by group at once,
-	// because a blocked backlog filled the scan of a recent one (see fullClaim).
+	// because a blocked backlog filled the scan of a recent one (see Store.candidates).
 	groupWise atomic.Int32
 	// groups lists the groups that have queued runs, for claims behind many blocked ones.
 	groups queuedGroups
