@@ -175,7 +175,7 @@ func (s *Store) fullClaim(ctx context.Context, p *store.RunClaimParams) ([]*stor
 			}
 		}()
 		picked := make([]string, 0, want) // never nil: a NULL array would exclude every run
-		blocked := newBlockedNames(bk)
+		blocked := newBlockedNames(bc.rows, p.HeldAgents)
 		for len(picked) < want {
 			limit := min(2*(want-len(picked))+8, 1000)
 			exAgents := append(c.excludedAgents(), blocked.agents...)
@@ -426,10 +426,19 @@ type blockedNames struct {
 	emptied                     map[string]bool // buckets emptied by the claim, as kind:name
 }
 
-// newBlockedNames lists what bk holds back at the start of a claim.
-func newBlockedNames(bk *store.Buckets) *blockedNames {
+// newBlockedNames lists what the node's copy of the buckets and the node's own holds (held
+// agents) hold back at the start of a claim: as Buckets.EachBlocked would on the claim's
+// accounting, but from the copy's list of blocked names, without visiting every bucket.
+func newBlockedNames(stored *store.BucketCache, held []string) *blockedNames {
 	b := &blockedNames{agents: []string{}, workspaces: []string{}, recipes: []string{}}
-	bk.EachBlocked(b.add) // once each
+	for _, kind := range []string{store.RateAgent, store.RateWorkspace, store.RateRecipe} {
+		stored.EachBlocked(kind, func(name string) { b.add(kind, name) })
+	}
+	for _, a := range held {
+		if !stored.Blocked(store.RateAgent, a) {
+			b.add(store.RateAgent, a)
+		}
+	}
 	return b
 }
 
