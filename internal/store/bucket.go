@@ -177,31 +177,21 @@ func (b *Buckets) Admit(agent, workspace, recipe string) bool {
 	return true
 }
 
-// Blocked lists the names of kind whose bucket is empty or held, for drivers to exclude
-// their runs in SQL, sorted.
+// Blocked lists the names of kind whose bucket is empty or held, sorted. Drivers keep the
+// blocked names in a BucketCache; this is the reference the cache is tested against.
 func (b *Buckets) Blocked(kind string) []string {
 	out := []string{}
-	b.EachBlocked(func(k, name string) {
-		if k == kind {
+	for _, key := range b.candidates(true) {
+		if k, name, ok := strings.Cut(key, ":"); ok && k == kind && name != "*" && b.blocked(key) {
 			out = append(out, name)
 		}
-	})
+	}
 	sort.Strings(out)
 	return out
 }
 
-// EachBlocked calls fn with the kind and name of every bucket that is empty or held, once
-// each and in no particular order: Blocked for every kind at once, without sorting.
-func (b *Buckets) EachBlocked(fn func(kind, name string)) {
-	for _, key := range b.candidates(true) {
-		if kind, name, ok := strings.Cut(key, ":"); ok && name != "*" && b.blocked(key) {
-			fn(kind, name)
-		}
-	}
-}
-
 // EachEmptied calls fn with the kind and name of every bucket that Admit took tokens from
-// and that is now empty: what EachBlocked adds to what it reported before those Admits.
+// and that is now empty: what Blocked adds to what it reported before those Admits.
 func (b *Buckets) EachEmptied(fn func(kind, name string)) {
 	for key := range b.dirty {
 		if kind, name, ok := strings.Cut(key, ":"); ok && name != "*" && b.blocked(key) {

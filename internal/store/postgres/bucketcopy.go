@@ -51,7 +51,7 @@ type bucketRead struct {
 
 // claim brings the copy up to date with r and starts a claim's accounting on it.
 func (c *bucketCopy) claim(r *bucketRead, p *store.RunClaimParams) *store.Buckets {
-	if !r.have || r.version != r.known || c.rows == nil {
+	if !r.have || r.version != r.known {
 		rows := store.NewBucketCache()
 		for _, row := range r.rows {
 			rows.Put(row)

@@ -44,19 +44,23 @@ LEFT JOIN LATERAL (
 ) c ON true
 ORDER BY c.priority DESC, c.seq`
 
-// groupCandidatesSQL reads the same candidates group by group: it lists the (agent,
-// workspace) groups that have queued runs with a loose index scan (one index descent per
-// group), skips the excluded ones, takes the first $5 candidates of each other group from
-// runs_claim_group and merges them. Its cost follows the number of groups, not the length of
-// a full group's backlog. Excluded recipes ($6) are filtered within each group.
-const groupCandidatesSQL = `WITH RECURSIVE g AS (
+// queuedGroupsCTE lists, as g, the (agent, workspace) groups that have queued runs with a
+// loose index scan on runs_claim_group: one index descent per group.
+const queuedGroupsCTE = `WITH RECURSIVE g AS (
 	(SELECT agent, workspace FROM runs WHERE state = 'queued' ORDER BY agent, workspace LIMIT 1)
 	UNION ALL
 	SELECT x.agent, x.workspace FROM g, LATERAL (
 		SELECT agent, workspace FROM runs
 		WHERE state = 'queued' AND (agent, workspace) > (g.agent, g.workspace)
 		ORDER BY agent, workspace LIMIT 1) x
-)
+)`
+
+// groupCandidatesSQL reads the same candidates group by group: it lists the (agent,
+// workspace) groups that have queued runs with a loose index scan (one index descent per
+// group), skips the excluded ones, takes the first $5 candidates of each other group from
+// runs_claim_group and merges them. Its cost follows the number of groups, not the length of
+// a full group's backlog. Excluded recipes ($6) are filtered within each group.
+const groupCandidatesSQL = queuedGroupsCTE + `
 SELECT c.id, c.recipe, c.agent, c.workspace, c.session_id, 0::bigint
 FROM g CROSS JOIN LATERAL (
 	SELECT id, recipe, agent, workspace, session_id, priority, seq FROM runs r
@@ -68,23 +72,31 @@ WHERE g.agent <> ALL($2::text[]) AND g.workspace <> ALL($3::text[])
 ORDER BY c.priority DESC, c.seq
 LIMIT $5`
 
-// startRunsSQL starts the picked runs that are still queued, stores their running status
-// events and notifies other nodes, as the quick claim does. Rows another transaction holds
-// at this moment (a cancel, a pause) are skipped rather than waited for.
-var startRunsSQL = `WITH upd AS (
-	UPDATE runs r SET state = 'running', started_at = $2, node = $3, lease_until = $4,
+// startRunsSQL starts the picked runs ($1) that are still queued, as the quick claim does
+// (see startCTEs).
+var startRunsSQL = `WITH ` + startCTEs("id = ANY($1::text[])", "$2", "$3", "$4", "$5") + `
+SELECT u.*, (SELECT count(*) FROM note) FROM upd u`
+
+// startCTEs are the CTEs upd, ev and note that start the queued runs matching pick (a
+// condition on id) at now on node with a lease until lease: they move the runs to running,
+// store their running status events and notify other nodes on channel, 200 ids a message.
+// upd returns each run's columns and its last event seq before the claim (last_seq). Rows
+// another transaction holds at this moment (a cancel, a pause) are skipped, not waited for.
+func startCTEs(pick, now, node, lease, channel string) string {
+	return `upd AS (
+	UPDATE runs r SET state = 'running', started_at = ` + now + `, node = ` + node + `, lease_until = ` + lease + `,
 		attempt = r.attempt + 1
-	FROM (SELECT id FROM runs WHERE id = ANY($1::text[]) AND state = 'queued' FOR UPDATE SKIP LOCKED) l
+	FROM (SELECT id FROM runs WHERE ` + pick + ` AND state = 'queued' FOR UPDATE SKIP LOCKED) l
 	WHERE r.id = l.id
 	RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE e.run_id = r.id) AS last_seq
 ), ev AS (
 	INSERT INTO events (run_id, seq, type, ts, status, attempt)
-	SELECT id, last_seq + 1, 'status', $2, 'running', attempt FROM upd
+	SELECT id, last_seq + 1, 'status', ` + now + `, 'running', attempt FROM upd
 ), note AS (
-	SELECT pg_notify($5, 'event:' || string_agg(id, ',')) FROM (
+	SELECT pg_notify(` + channel + `, 'event:' || string_agg(id, ',')) FROM (
 		SELECT id, (row_number() OVER ()) / 200 AS g FROM upd) x GROUP BY g
-)
-SELECT u.*, (SELECT count(*) FROM note) FROM upd u`
+)`
+}
 
 // groupWiseClaims is how many full claims after one whose scan a blocked backlog filled go
 // straight to the group-wise read, before the scan is tried again.

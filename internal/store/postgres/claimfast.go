@@ -71,20 +71,7 @@ func quickClaimQuery(agentLimits bool) string {
 		AND (cardinality(held.keys) = 0 OR NOT ('agent:' || r.agent = ANY(held.keys)
 			OR 'workspace:' || r.workspace = ANY(held.keys) OR 'recipe:' || r.recipe = ANY(held.keys)))
 	ORDER BY r.priority DESC, r.seq LIMIT $11
-` + pick + `), upd AS (
-	UPDATE runs r SET state = 'running', started_at = $1, node = $2, lease_until = $3,
-		attempt = r.attempt + 1
-	FROM (SELECT id FROM runs WHERE id IN (SELECT id FROM pick) AND state = 'queued'
-		FOR UPDATE SKIP LOCKED) l
-	WHERE r.id = l.id
-	RETURNING ` + runColumnsR + `, (SELECT coalesce(max(seq), 0) FROM events e WHERE e.run_id = r.id) AS last_seq
-), ev AS (
-	INSERT INTO events (run_id, seq, type, ts, status, attempt)
-	SELECT id, last_seq + 1, 'status', $1, 'running', attempt FROM upd
-), note AS (
-	SELECT pg_notify($12, 'event:' || string_agg(id, ',')) FROM (
-		SELECT id, (row_number() OVER ()) / 200 AS g FROM upd) x GROUP BY g
-)
+` + pick + `), ` + startCTEs("id IN (SELECT id FROM pick)", "$1", "$2", "$3", "$12") + `
 SELECT u.*, (SELECT count(*) FROM scan), (SELECT next FROM held), (SELECT count(*) FROM note) FROM upd u
 UNION ALL
 SELECT ` + emptyRunRow + `, 0, (SELECT count(*) FROM scan), (SELECT next FROM held), 0`

@@ -39,16 +39,8 @@ type queuedGroups struct {
 	list map[queueGroup]bool
 }
 
-// listGroupsSQL lists the groups that have queued runs with a loose index scan on
-// runs_claim_group: one index descent per group.
-const listGroupsSQL = `WITH RECURSIVE g AS (
-	(SELECT agent, workspace FROM runs WHERE state = 'queued' ORDER BY agent, workspace LIMIT 1)
-	UNION ALL
-	SELECT x.agent, x.workspace FROM g, LATERAL (
-		SELECT agent, workspace FROM runs
-		WHERE state = 'queued' AND (agent, workspace) > (g.agent, g.workspace)
-		ORDER BY agent, workspace LIMIT 1) x
-)
+// listGroupsSQL lists the groups that have queued runs.
+const listGroupsSQL = queuedGroupsCTE + `
 SELECT agent, workspace FROM g`
 
 // submitted adds the groups of runs this node submitted.
